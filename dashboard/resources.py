@@ -1,0 +1,66 @@
+"""Every cached resource of the dashboard, in one module.
+
+`st.cache_resource` for things that hold live objects (models, detectors); `st.cache_data`
+for decoded datasets and computed reports. Unhashable arguments start with `_`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from fer_core.constants import DEFAULT_MODEL_NAME
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE_DATA = REPO / "data" / "sample"
+MODELS_DIR = REPO / "models"
+DEFAULT_MODEL = MODELS_DIR / f"{DEFAULT_MODEL_NAME}.keras"
+RUNS_DIR = Path(os.environ.get("FER_RUNS", REPO / "runs"))
+
+
+def default_data_root() -> str:
+    """$FER_DATA when it points somewhere real, else the bundled sample."""
+    env = os.environ.get("FER_DATA")
+    if env and Path(env).exists():
+        return env
+    return str(SAMPLE_DATA)
+
+
+def _mtime(path: str | Path) -> float:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_data(show_spinner="Decoding dataset (cached on disk after the first time)...", max_entries=4)
+def dataset(root: str):
+    """The FaceDataset at `root` (the core's own on-disk cache makes reloads fast)."""
+    from fer_core.data import load_dataset
+
+    return load_dataset(root)
+
+
+@st.cache_data(show_spinner="Building the data-quality report...", max_entries=4)
+def quality(root: str) -> dict:
+    from fer_core.quality import quality_report
+
+    return quality_report(dataset(root))
+
+
+@st.cache_resource(show_spinner="Loading model...", max_entries=4)
+def model(path: str, mtime_key: float = 0.0):
+    """(keras model, card) for a model file; `mtime_key` reloads a file that changed."""
+    import keras
+
+    from fer_core.card import load_card
+
+    card = load_card(path)
+    return keras.models.load_model(path, compile=False), card
+
+
+def load_model(path: str | Path):
+    """Cached (model, card), reloaded when the file on disk changes."""
+    return model(str(path), _mtime(path))

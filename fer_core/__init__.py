@@ -1,0 +1,10 @@
+"""fer_core: the headless core of the facial-emotion-recognition workbench.
+
+Nothing in this package imports streamlit. TensorFlow is imported lazily by the modules
+that need it (model, train, evaluate, inference), so data work stays fast.
+"""
+
+from fer_core.constants import EMOTIONS, IMAGE_SIZE, NUM_CLASSES
+
+__all__ = ["EMOTIONS", "IMAGE_SIZE", "NUM_CLASSES"]
+__version__ = "0.1.0"

@@ -1,0 +1,167 @@
+"""Command line: ``python -m fer_core {dataset,train,evaluate,predict,export,serve} ...``.
+
+Exit code 0 on success; on bad input a one-line error on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from fer_core.config import TrainConfig
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _write_json(path: str, obj) -> None:
+    from fer_core.runs import write_json_atomic
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, obj)
+    print(f"wrote {path}")
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+def cmd_dataset(args) -> int:
+    from fer_core.data import load_dataset
+    from fer_core.quality import quality_report, summary_lines
+
+    ds = load_dataset(args.root, progress=_progress("decoding"))
+    report = quality_report(ds)
+    print("\n".join(summary_lines(report)))
+    if args.json:
+        _write_json(args.json, report)
+    return 0
+
+
+def _progress(desc: str):
+    """A tqdm-backed callable(done, total), silent when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    state = {}
+
+    def cb(done: int, total: int) -> None:
+        if "bar" not in state:
+            state["bar"] = tqdm(total=total, desc=desc, unit="img", disable=None, file=sys.stderr, leave=False)
+        state["bar"].update(done - state["bar"].n)
+        if done >= total:
+            state["bar"].close()
+
+    return cb
+
+
+# ----------------------------------------------------------------------------- train
+
+_TRAIN_FLAGS = [f for f in dataclasses.fields(TrainConfig) if f.name != "data"]
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="dataset root (default: the bundled sample, or $FER_DATA)")
+    for f in _TRAIN_FLAGS:
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+            p.add_argument(flag, type=typ, default=None, help=f"default: {f.default}")
+    p.add_argument("--run-dir", help="the run folder (default: runs/<run-id>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last finished epoch")
+
+
+def cmd_train(args) -> int:
+    from fer_core.jobs import RunsLock
+    from fer_core.runs import new_run_id
+    from fer_core.train import train
+
+    overrides = {f.name: getattr(args, f.name) for f in _TRAIN_FLAGS if getattr(args, f.name) is not None}
+    if args.resume:
+        if not args.run_dir:
+            raise ValueError("--resume needs --run-dir (the run folder to continue).")
+        run_dir = Path(args.run_dir)
+        if not (run_dir / "config.json").exists():
+            raise ValueError(f"{run_dir}: no config.json there; nothing to resume.")
+        cfg = TrainConfig.load(run_dir / "config.json")
+        extra = set(overrides) - {"epochs"} | ({"data"} if args.data else set())
+        if extra:
+            raise ValueError(f"--resume keeps the run's config; drop {', '.join(sorted(extra))} (only --epochs may change).")
+        if "epochs" in overrides:
+            cfg = dataclasses.replace(cfg, epochs=overrides["epochs"])
+            cfg.save(run_dir / "config.json")
+    else:
+        data = args.data or os.environ.get("FER_DATA") or str(REPO / "data" / "sample")
+        cfg = TrainConfig.from_dict({**dataclasses.asdict(TrainConfig()), **overrides, "data": data})
+        run_dir = Path(args.run_dir) if args.run_dir else REPO / "runs" / new_run_id()
+    if not Path(cfg.data).exists():
+        raise ValueError(f"{cfg.data}: dataset not found; pass --data ROOT.")
+    lock = RunsLock(run_dir.parent)
+    from fer_core.train import worker_info
+
+    if worker_info()[0]:  # only the chief takes the runs-folder lock
+        lock.acquire(run_dir.name)
+    try:
+        print(f"run folder: {run_dir}", flush=True)
+        status = train(cfg, run_dir, resume=args.resume)
+    finally:
+        lock.release()
+    state = status.get("state")
+    if state == "finished":
+        for split, m in (status.get("eval") or {}).items():
+            print(f"{split}: accuracy {m['accuracy']:.4f} on {m['n']} faces (tta {m['tta']})")
+        return 0
+    if state == "stopped":
+        print(f"stopped; resume with: python -m fer_core train --run-dir {run_dir} --resume")
+        return 0
+    print(f"error: training failed: {status.get('error')}", file=sys.stderr)
+    return 1
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fer_core", description="Facial-emotion-recognition workbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("dataset", help="counts per split/class and the data-quality report")
+    p.add_argument("root", help="FER-2013 CSV, Kaggle-layout folder or class folders")
+    p.add_argument("--json", help="write the report as JSON here")
+    p.set_defaults(func=cmd_dataset)
+
+    p = sub.add_parser("train", help="train a model; writes a run folder")
+    _add_train_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    for name in ("evaluate", "predict", "export", "serve"):
+        mod = __import__(f"fer_core.cli_{name}", fromlist=["add_parser"]) if _has(f"cli_{name}") else None
+        if mod is not None:
+            mod.add_parser(sub)
+    return parser
+
+
+def _has(module: str) -> bool:
+    return (Path(__file__).parent / f"{module}.py").exists()
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from fer_core.card import CardError
+    from fer_core.data import DataError
+    from fer_core.images import ImageError
+    from fer_core.jobs import JobError
+
+    try:
+        return args.func(args)
+    except (DataError, ImageError, CardError, JobError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

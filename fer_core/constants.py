@@ -1,0 +1,22 @@
+"""Project-wide constants: the one place that names the classes and the input geometry."""
+
+# FER-2013 label order (the CSV release and most published work use it).
+EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+NUM_CLASSES = len(EMOTIONS)
+
+# Faces are stored and cached as IMAGE_SIZE x IMAGE_SIZE single-channel uint8.
+IMAGE_SIZE = 48
+
+# Splits, in the order the standard protocol uses them.
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+# Image file extensions the loaders accept.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+)
+
+# Where to get the full dataset (shown by the dashboard and the CLI).
+FER2013_URL = "https://www.kaggle.com/datasets/msambare/fer2013"
+
+# The shipped default model (relative to the repository root).
+DEFAULT_MODEL_NAME = "fer_resnet"

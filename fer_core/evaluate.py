@@ -1,0 +1,162 @@
+"""Evaluation: metrics as pure functions of (labels, probabilities), and model evaluation.
+
+The metric functions take numpy arrays and return plain dicts/arrays, so the Evaluate page,
+the CLI and tests all use the same numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fer_core.runs import write_json_atomic
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts: rows are true classes, columns predicted classes."""
+    cm = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return cm
+
+
+def normalise_rows(cm: np.ndarray) -> np.ndarray:
+    """Row-normalised confusion matrix (recall per true class); empty rows stay 0."""
+    s = cm.sum(axis=1, keepdims=True)
+    return np.divide(cm, s, out=np.zeros(cm.shape, float), where=s > 0)
+
+
+def calibration(y_true: np.ndarray, probs: np.ndarray, bins: int = 10) -> dict:
+    """Reliability bins of top-1 confidence and the expected calibration error (ECE)."""
+    conf = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        m = idx == b
+        n = int(m.sum())
+        acc = float(correct[m].mean()) if n else None
+        cf = float(conf[m].mean()) if n else None
+        if n:
+            ece += n / len(y_true) * abs(acc - cf)
+        rows.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": n, "accuracy": acc, "confidence": cf})
+    return {"bins": rows, "ece": float(ece)}
+
+
+def confused_pairs(cm: np.ndarray, class_names, top: int = 5) -> list[dict]:
+    """The off-diagonal cells with the most errors, largest first."""
+    rn = normalise_rows(cm)
+    pairs = [
+        {"true": class_names[i], "predicted": class_names[j], "count": int(cm[i, j]), "rate": float(rn[i, j])}
+        for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j] > 0
+    ]
+    pairs.sort(key=lambda p: (-p["count"], p["true"], p["predicted"]))
+    return pairs[:top]
+
+
+def compute_metrics(y_true, probs, class_names) -> dict:
+    """Every figure the Evaluate page and the CLI report, from labels and probabilities.
+
+    Args:
+        y_true: (N,) int labels.
+        probs: (N, C) probabilities.
+        class_names: C names in label order.
+
+    Returns:
+        {"accuracy", "balanced_accuracy", "macro_f1", "top2_accuracy", "n", "per_class":
+        {name: {precision, recall, f1, support}}, "confusion_matrix", "confusion_matrix_normalised",
+        "calibration", "most_confused"}.
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    k = len(class_names)
+    if probs.ndim != 2 or probs.shape != (len(y_true), k):
+        raise ValueError(f"probs must have shape ({len(y_true)}, {k}). Received: {probs.shape}")
+    if len(y_true) == 0:
+        raise ValueError("No samples to evaluate.")
+    y_pred = probs.argmax(axis=1)
+    cm = confusion(y_true, y_pred, k)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=list(range(k)), zero_division=0)
+    present = s > 0
+    top2 = np.argsort(-probs, axis=1)[:, :2]
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float((y_pred == y_true).mean()),
+        "balanced_accuracy": float(r[present].mean()),
+        "macro_f1": float(f[present].mean()),
+        "top2_accuracy": float((top2 == y_true[:, None]).any(axis=1).mean()),
+        "per_class": {
+            name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+            for i, name in enumerate(class_names)
+        },
+        "confusion_matrix": cm.tolist(),
+        "confusion_matrix_normalised": normalise_rows(cm).round(4).tolist(),
+        "calibration": calibration(y_true, probs),
+        "most_confused": confused_pairs(cm, class_names),
+    }
+
+
+def evaluate_arrays(model, card: dict, images: np.ndarray, labels: np.ndarray, class_names, tta: str) -> tuple[dict, np.ndarray]:
+    """(metrics, probabilities) of a model on (N, 48, 48) faces with its card's crop size."""
+    from fer_core.preprocess import predict_proba
+
+    probs = predict_proba(model, images, card["input"]["crop_size"], tta)
+    return compute_metrics(labels, probs, class_names), probs
+
+
+def save_predictions(path: str | Path, labels, probs, sources, class_names) -> None:
+    """Predictions as a small .npz (float16 probabilities) for viewers that have no dataset."""
+    np.savez_compressed(
+        path, labels=np.asarray(labels, np.int8), probs=np.asarray(probs, np.float16),
+        sources=np.asarray(sources).astype(str), class_names=np.asarray(class_names).astype(str),
+    )
+
+
+def load_predictions(path: str | Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return {
+            "labels": z["labels"].astype(np.int64), "probs": z["probs"].astype(np.float32),
+            "sources": z["sources"], "class_names": tuple(z["class_names"].tolist()),
+        }
+
+
+def eval_dir_for(model_path: str | Path) -> Path:
+    """Where a model's stored evaluation lives: ``<run>/eval/`` for a run's model.keras,
+    ``models/<name>.eval/`` for a shipped model."""
+    model_path = Path(model_path)
+    if model_path.name == "model.keras":
+        return model_path.parent / "eval"
+    return model_path.with_suffix(".eval")
+
+
+def evaluate_run(run_dir: str | Path, ds, tta: str = "tencrop") -> dict:
+    """Evaluate a run's best model on val and test (where present); write eval/. Returns a summary."""
+    import keras
+
+    from fer_core.card import load_card, save_card
+
+    run_dir = Path(run_dir)
+    model_path = run_dir / "model.keras"
+    model = keras.models.load_model(model_path, compile=False)
+    card = load_card(model_path)
+    out = eval_dir_for(model_path)
+    out.mkdir(exist_ok=True)
+    summary = {}
+    for split in ("val", "test"):
+        sub = ds.split(split)
+        if len(sub) == 0:
+            continue
+        metrics, probs = evaluate_arrays(model, card, sub.images, sub.labels, ds.class_names, tta)
+        metrics.update(split=split, tta=tta)
+        write_json_atomic(out / f"{split}_metrics.json", metrics)
+        save_predictions(out / f"{split}_predictions.npz", sub.labels, probs, sub.sources, ds.class_names)
+        summary[split] = {"accuracy": metrics["accuracy"], "n": metrics["n"], "tta": tta}
+        card["metrics"][f"{split}_accuracy"] = metrics["accuracy"]
+        card["metrics"][f"{split}_recall"] = {k: v["recall"] for k, v in metrics["per_class"].items()}
+        card["metrics"][f"{split}_n"] = metrics["n"]
+    card["tta"] = tta
+    save_card(model_path, card)
+    return summary

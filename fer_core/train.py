@@ -1,0 +1,459 @@
+"""Training: data pipeline, augmentation, optimiser and schedule, callbacks, run folder.
+
+Reads top to bottom: precision and strategy, data, augmentation, model, compile,
+callbacks, fit, final evaluation. `train(config, run_dir)` is the one entry point; the
+CLI (`python -m fer_core train`) and the dashboard's jobs call it in their own process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from fer_core.config import TrainConfig
+from fer_core.constants import IMAGE_SIZE
+from fer_core.runs import append_jsonl, now_iso, read_json, update_status, write_json_atomic
+
+
+class StopRequested(Exception):
+    """Raised internally when a stop file appears; the run ends as 'stopped'."""
+
+
+# ----------------------------------------------------------------------------- hardware
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has AMX or AVX512-BF16 (fast bfloat16 matmuls in oneDNN)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in (" avx512_bf16", " amx_bf16", " amx_tile"))
+
+
+def resolve_precision(precision: str) -> str:
+    """Map "auto" to mixed_bfloat16 on a GPU or a bf16-capable CPU, else float32."""
+    if precision != "auto":
+        return precision
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU") or cpu_supports_bf16():
+        return "mixed_bfloat16"
+    return "float32"
+
+
+def make_strategy(name: str):
+    """The tf.distribute strategy for a config's `strategy` setting."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError("strategy=multiworker needs the TF_CONFIG environment variable (cluster and task).")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def worker_info() -> tuple[bool, int]:
+    """(is_chief, task index) from TF_CONFIG; a single process is the chief."""
+    tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    task = tf_config.get("task", {})
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    return (kind == "chief" or (kind == "worker" and index == 0)), index
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def class_weight_vector(labels: np.ndarray, num_classes: int, mode: str) -> np.ndarray:
+    """Per-class loss weights: none (all 1), balanced (n / (k * count)), sqrt (its square root)."""
+    if mode == "none":
+        return np.ones(num_classes, np.float32)
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    w = len(labels) / (num_classes * np.maximum(counts, 1))
+    if mode == "sqrt":
+        w = np.sqrt(w)
+    w = w / (w @ (counts / counts.sum()))  # mean weight over the data stays 1: lr keeps its meaning
+    return w.astype(np.float32)
+
+
+def augment_batch(images, cfg: TrainConfig, training: bool = True):
+    """Random crop + flip + rotation + translation + zoom in one projective warp per image.
+
+    Args:
+        images: float32 (B, 48, 48, 1) raw 0-255 faces.
+        cfg: the config (crop_size, rotation, translation, zoom, erasing).
+
+    Returns:
+        float32 (B, crop, crop, 1).
+    """
+    import tensorflow as tf
+
+    b = tf.shape(images)[0]
+    c = cfg.crop_size
+    # Each output pixel p maps back to input A @ (p - c_out) + c_in: one warp does it all.
+    theta = tf.random.uniform([b], -1.0, 1.0) * (cfg.rotation * math.pi / 180.0)
+    scale = 1.0 / (1.0 + tf.random.uniform([b], -cfg.zoom, cfg.zoom))
+    flip = tf.where(tf.random.uniform([b]) < 0.5, -1.0, 1.0)
+    max_shift = (IMAGE_SIZE - c) / 2.0 + cfg.translation * IMAGE_SIZE
+    tx = tf.random.uniform([b], -max_shift, max_shift)
+    ty = tf.random.uniform([b], -max_shift, max_shift)
+    cos, sin = tf.cos(theta) * scale, tf.sin(theta) * scale
+    a0, a1 = cos * flip, -sin
+    b0, b1 = sin * flip, cos
+    co = (c - 1) / 2.0
+    ci = (IMAGE_SIZE - 1) / 2.0
+    a2 = ci + tx - (a0 * co + a1 * co)
+    b2 = ci + ty - (b0 * co + b1 * co)
+    zeros = tf.zeros([b])
+    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.constant([c, c]),
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT",
+    )
+    if cfg.erasing > 0:
+        out = random_erasing(out, cfg.erasing)
+    return out
+
+
+def random_erasing(images, probability: float):
+    """Replace a random rectangle (2-25% of the area) of some images with noise."""
+    import tensorflow as tf
+
+    shape = tf.shape(images)
+    b, h, w = shape[0], shape[1], shape[2]
+    hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+    area = tf.random.uniform([b], 0.02, 0.25) * hf * wf
+    ratio = tf.exp(tf.random.uniform([b], math.log(0.3), math.log(3.3)))
+    eh = tf.minimum(tf.sqrt(area * ratio), hf)
+    ew = tf.minimum(tf.sqrt(area / ratio), wf)
+    y0 = tf.random.uniform([b]) * (hf - eh)
+    x0 = tf.random.uniform([b]) * (wf - ew)
+    ys = tf.cast(tf.range(h), tf.float32)[None, :, None]
+    xs = tf.cast(tf.range(w), tf.float32)[None, None, :]
+    inside = (
+        (ys >= y0[:, None, None]) & (ys < (y0 + eh)[:, None, None])
+        & (xs >= x0[:, None, None]) & (xs < (x0 + ew)[:, None, None])
+        & (tf.random.uniform([b])[:, None, None] < probability)
+    )
+    noise = tf.random.uniform(tf.shape(images), 0.0, 255.0)
+    return tf.where(inside[..., None], noise, images)
+
+
+def mixup(images, targets, weights, alpha: float):
+    """Mix each batch with a shuffled copy of itself, lambda ~ Beta(alpha, alpha)."""
+    import tensorflow as tf
+
+    b = tf.shape(images)[0]
+    g1 = tf.random.gamma([b], alpha)
+    g2 = tf.random.gamma([b], alpha)
+    lam = g1 / (g1 + g2)
+    perm = tf.random.shuffle(tf.range(b))
+    lam_x = lam[:, None, None, None]
+    images = lam_x * images + (1 - lam_x) * tf.gather(images, perm)
+    targets = lam[:, None] * targets + (1 - lam[:, None]) * tf.gather(targets, perm)
+    weights = lam * weights + (1 - lam) * tf.gather(weights, perm)
+    return images, targets, weights
+
+
+def make_datasets(ds, cfg: TrainConfig, num_classes: int):
+    """(train tf.data.Dataset, val tf.data.Dataset or None, counts) from a FaceDataset."""
+    import tensorflow as tf
+
+    from fer_core.preprocess import tta_views
+
+    train = ds.split("train")
+    if cfg.max_train_images:
+        train_idx = np.random.default_rng(cfg.seed).permutation(len(train))[: cfg.max_train_images]
+        train_x, train_y = train.images[np.sort(train_idx)], train.labels[np.sort(train_idx)]
+    else:
+        train_x, train_y = train.images, train.labels
+    if len(train_x) == 0:
+        raise ValueError(f"{cfg.data}: the dataset has no training images.")
+    cw = class_weight_vector(train_y, num_classes, cfg.class_weights)
+    x = train_x[..., None]
+    y = np.eye(num_classes, dtype=np.float32)[train_y]
+    w = cw[train_y]
+
+    def aug(xb, yb, wb):
+        xb = tf.cast(xb, tf.float32)
+        if cfg.augment:
+            xb = augment_batch(xb, cfg)
+        else:
+            o = (IMAGE_SIZE - cfg.crop_size) // 2
+            xb = xb[:, o : o + cfg.crop_size, o : o + cfg.crop_size, :]
+        if cfg.mixup > 0:
+            xb, yb, wb = mixup(xb, yb, wb, cfg.mixup)
+        return xb, yb, wb
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((x, y, w))
+        .shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
+        .batch(cfg.batch_size)
+        .map(aug, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+        .with_options(options)
+    )
+    val = ds.split("val")
+    val_ds = None
+    if len(val):
+        vx = tta_views(val.images, cfg.crop_size, "none")[0]
+        vy = np.eye(num_classes, dtype=np.float32)[val.labels]
+        val_ds = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(256).prefetch(2).with_options(options)
+    counts = {"train": int(len(x)), "val": int(len(val)), "test": int((ds.splits == "test").sum())}
+    return train_ds, val_ds, counts
+
+
+# ----------------------------------------------------------------------------- optimiser
+
+
+def make_schedule(cfg: TrainConfig, steps_per_epoch: int):
+    """A Keras LearningRateSchedule (cosine with warmup) or a float (plateau / constant)."""
+    import keras
+
+    if cfg.schedule != "cosine":
+        return cfg.learning_rate
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else cfg.learning_rate,
+        decay_steps=max(1, total - warmup),
+        alpha=0.0,
+        warmup_target=cfg.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    lr = make_schedule(cfg, steps_per_epoch)
+    if cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    else:
+        return keras.optimizers.Adam(lr)
+    # Decay conv/dense kernels only: shrinking BatchNorm scales and biases just fights the normalisation.
+    opt.exclude_from_weight_decay(var_names=["_bn", "bias"])
+    return opt
+
+
+def current_lr(optimizer) -> float:
+    lr = optimizer.learning_rate
+    try:
+        return float(np.asarray(lr))
+    except TypeError:
+        return float(np.asarray(lr(optimizer.iterations)))
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+
+def _callbacks_module():
+    import keras
+
+    class RunLogger(keras.callbacks.Callback):
+        """Writes metrics.jsonl + status.json, checks for a stop request, draws a progress bar."""
+
+        def __init__(self, run_dir: Path, cfg: TrainConfig, steps: int, n_train: int, write: bool):
+            super().__init__()
+            self.run_dir, self.cfg, self.steps, self.n_train, self.write = run_dir, cfg, steps, n_train, write
+            self.stop_file = run_dir / "STOP"
+            self.bar = None
+            self.stopped = False
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = self.t_last = time.time()
+            self.epoch = epoch + 1
+            if self.write:
+                update_status(self.run_dir, epoch=epoch, epochs=self.cfg.epochs)
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=self.steps, desc=f"epoch {self.epoch}/{self.cfg.epochs}", unit="batch",
+                                leave=False, disable=None, file=sys.stderr)
+            except ImportError:
+                self.bar = None
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.bar is not None:
+                self.bar.update(1)
+            now = time.time()
+            if self.stop_file.exists():
+                self.stopped = True
+                self.model.stop_training = True
+            if self.write and (now - self.t_last > 2.0 or batch + 1 == self.steps):
+                self.t_last = now
+                done = batch + 1
+                ips = done * self.cfg.batch_size / max(now - self.t0, 1e-6)
+                append_jsonl(self.run_dir / "metrics.jsonl", {
+                    "type": "progress", "epoch": self.epoch, "step": done, "steps": self.steps,
+                    "loss": float(logs.get("loss", float("nan"))) if logs else None,
+                    "accuracy": float(logs.get("accuracy", float("nan"))) if logs else None,
+                    "images_per_s": round(ips, 1), "time": now,
+                })
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.bar is not None:
+                self.bar.close()
+            logs = logs or {}
+            secs = time.time() - self.t0
+            row = {"type": "epoch", "epoch": epoch + 1, "lr": current_lr(self.model.optimizer),
+                   "seconds": round(secs, 1), "images_per_s": round(self.n_train / max(secs, 1e-6), 1),
+                   "time": time.time()}
+            row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
+            if self.write:
+                append_jsonl(self.run_dir / "metrics.jsonl", row)
+            val = f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}" if "val_loss" in row else ""
+            print(f"epoch {epoch + 1}/{self.cfg.epochs}  loss {row.get('loss', float('nan')):.4f}  "
+                  f"acc {row.get('accuracy', float('nan')):.4f}{val}  lr {row['lr']:.5f}  "
+                  f"{secs:.0f}s  {row['images_per_s']:.0f} img/s", flush=True)
+
+    class BestCheckpoint(keras.callbacks.Callback):
+        """Saves model.keras + model.json whenever val accuracy improves (persists across resume)."""
+
+        def __init__(self, run_dir: Path, card_fn, write: bool):
+            super().__init__()
+            self.run_dir, self.card_fn, self.write = run_dir, card_fn, write
+            self.best_file = run_dir / "best.json"
+            self.best = (read_json(self.best_file, {}) or {}).get("val_accuracy", -1.0)
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            acc = logs.get("val_accuracy", logs.get("accuracy"))
+            if acc is None or acc <= self.best:
+                return
+            self.best = float(acc)
+            if not self.write:
+                return
+            from fer_core.card import save_card
+
+            tmp = self.run_dir / ".model.tmp.keras"
+            self.model.save(tmp)
+            os.replace(tmp, self.run_dir / "model.keras")
+            save_card(self.run_dir / "model.keras", self.card_fn(epoch + 1, float(acc)))
+            write_json_atomic(self.best_file, {"epoch": epoch + 1, "val_accuracy": float(acc)})
+
+    return RunLogger, BestCheckpoint
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> dict:
+    """Train a model as described by `cfg`, writing the run folder. Returns the final status.
+
+    Never raises for a training failure: the error goes to status.json (state "failed")
+    and is re-raised only for programming errors in the caller's arguments.
+    """
+    cfg = cfg.validated()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    is_chief, index = worker_info()
+    write = is_chief
+    if not is_chief:  # other workers write their (ignored) files apart from the chief's
+        run_dir = run_dir / "workers" / str(index)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        cfg.save(run_dir / "config.json")
+        for stale in ("metrics.jsonl", "best.json"):
+            (run_dir / stale).unlink(missing_ok=True)
+        shutil.rmtree(run_dir / "backup", ignore_errors=True)
+    (run_dir / "STOP").unlink(missing_ok=True)
+    started = now_iso()
+    update_status(run_dir, state="running", pid=os.getpid(), started=started, finished=None, error=None,
+                  epochs=cfg.epochs, resumed=resume and (run_dir / "backup").exists())
+    try:
+        result = _train(cfg, run_dir, write=write)
+    except StopRequested:
+        return update_status(run_dir, state="stopped", finished=now_iso())
+    except KeyboardInterrupt:
+        update_status(run_dir, state="stopped", finished=now_iso(), error="interrupted")
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure must reach status.json
+        msg = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        if "OOM" in msg or isinstance(exc, MemoryError):
+            msg += " (out of memory: lower batch_size or width)"
+        traceback.print_exc()
+        update_status(run_dir, state="failed", finished=now_iso(), error=msg)
+        return read_json(run_dir / "status.json", {})
+    return update_status(run_dir, **result, finished=now_iso())
+
+
+def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
+    import keras
+
+    from fer_core.card import make_card
+    from fer_core.data import load_dataset
+    from fer_core.model import create_model
+
+    keras.utils.set_random_seed(cfg.seed)
+    precision = resolve_precision(cfg.precision)
+    keras.mixed_precision.set_global_policy(precision)
+    strategy = make_strategy(cfg.strategy)
+    print(f"precision {precision}, strategy {type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s))",
+          flush=True)
+
+    ds = load_dataset(cfg.data)
+    num_classes = len(ds.class_names)
+    train_ds, val_ds, counts = make_datasets(ds, cfg, num_classes)
+    steps = math.ceil(counts["train"] / cfg.batch_size)
+    print(f"data {ds.root} ({ds.format}): train {counts['train']}, val {counts['val']}, test {counts['test']}",
+          flush=True)
+
+    with strategy.scope():
+        model = create_model(cfg.arch, width=cfg.width, input_shape=(cfg.crop_size, cfg.crop_size, 1),
+                             num_classes=num_classes, dropout=cfg.dropout)
+        model.compile(
+            optimizer=make_optimizer(cfg, steps),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+            metrics=["accuracy"],
+        )
+    print(f"model {model.name}: {model.count_params():,} parameters", flush=True)
+    dataset_info = {"root": ds.root, "format": ds.format, "counts": ds.counts(), "skipped": len(ds.skipped)}
+
+    def card_fn(epoch: int, val_acc: float) -> dict:
+        return make_card(
+            name=run_dir.name, class_names=ds.class_names, crop_size=cfg.crop_size, tta="none",
+            config={**asdict(cfg), "precision_resolved": precision}, dataset=dataset_info,
+            metrics={"best_epoch": epoch, "val_accuracy_centre_crop": val_acc}, params=model.count_params(),
+        )
+
+    RunLogger, BestCheckpoint = _callbacks_module()
+    logger = RunLogger(run_dir, cfg, steps, counts["train"], write)
+    monitor = "val_accuracy" if val_ds is not None else "accuracy"
+    callbacks = [
+        # BackupAndRestore first: on resume it sets the initial epoch before others start.
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), save_freq="epoch", delete_checkpoint=False,
+                                         double_checkpoint=True),
+        logger,
+        BestCheckpoint(run_dir, card_fn, write),
+    ]
+    if cfg.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
+                                                           patience=cfg.plateau_patience, min_lr=1e-5))
+    if cfg.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.early_stopping))
+
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=0)
+    if logger.stopped:
+        raise StopRequested
+    result = {"state": "finished"}
+    if write and (run_dir / "model.keras").exists():
+        from fer_core.evaluate import evaluate_run
+
+        result["eval"] = evaluate_run(run_dir, ds, tta=cfg.eval_tta)
+    return result
