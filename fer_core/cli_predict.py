@@ -1,0 +1,73 @@
+"""``python -m fer_core predict IMAGE_OR_VIDEO... [--model PATH] [--json OUT]``.
+
+Output (``--json``): a list with, per image, ``{"image": path, "faces": [{"box": [x, y, w, h],
+"emotion": name, "scores": {name: p}}]}``; per video, one such entry per analysed frame,
+with ``"time"`` (seconds) and ``"frame"`` (index) added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``predict`` sub-command."""
+    p = subparsers.add_parser("predict", help="find faces and their emotions in images or videos")
+    p.add_argument(
+        "inputs", nargs="+", metavar="IMAGE_OR_VIDEO", help="image (jpg, png, ...) or video (mp4, webm, avi)"
+    )
+    p.add_argument("--model", help="a .keras model with its card JSON beside it (default: models/fer_resnet.keras)")
+    p.add_argument("--json", help="write the results as JSON here")
+    p.add_argument("--tta", choices=("none", "flip", "tencrop"), help="test-time augmentation (default: the card's)")
+    p.add_argument("--every", type=float, default=0.5, help="videos: seconds between analysed frames (default 0.5)")
+    p.add_argument("--min-face", type=float, default=0.05, help="smallest face, fraction of the shorter side")
+    p.add_argument("--whole-image", action="store_true", help="treat each image as one face crop (no detection)")
+    p.set_defaults(func=cmd_predict)
+    return p
+
+
+def cmd_predict(args) -> int:
+    """Run the recogniser on every input; print a summary and optionally write JSON."""
+    from fer_core.faces import FaceDetector
+    from fer_core.images import ImageError, decode_image
+    from fer_core.inference import Recognizer
+    from fer_core.video import analyse_video, is_video
+
+    missing = [p for p in args.inputs if not Path(p).is_file()]
+    if missing:
+        raise ImageError(
+            f"{missing[0]}: no such file." + (f" ({len(missing) - 1} more missing)" if len(missing) > 1 else "")
+        )
+    if args.every < 0:
+        raise ValueError(f"--every must be 0 or more seconds. Received: {args.every}")
+    rec = Recognizer(args.model, tta=args.tta, detector=FaceDetector(min_face=args.min_face))
+    results: list[dict] = []
+    for path in args.inputs:
+        if is_video(path):
+            entries = analyse_video(path, rec, every=args.every)
+            with_face = sum(1 for e in entries if e["faces"])
+            print(f"{path}: {len(entries)} frames analysed, {with_face} with a face")
+            results.extend(entries)
+            continue
+        if args.whole_image:
+            entry = {"image": path, "faces": [rec.predict_crop(decode_image(path)).to_json()]}
+        else:
+            entry = rec.predict_file(path)
+        print(_summary(entry))
+        results.append(entry)
+    if args.json:
+        from fer_core.cli import _write_json
+
+        _write_json(args.json, results)
+    sys.stdout.flush()
+    return 0
+
+
+def _summary(entry: dict) -> str:
+    faces = entry["faces"]
+    if not faces:
+        return f"{entry['image']}: no face found"
+    parts = [f"{f['emotion']} {100 * f['scores'][f['emotion']]:.0f}% at {f['box']}" for f in faces]
+    return f"{entry['image']}: {len(faces)} face{'s' if len(faces) != 1 else ''}: " + "; ".join(parts)

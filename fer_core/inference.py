@@ -1,0 +1,330 @@
+"""From a photo or a video frame to per-face emotions: detect, crop, preprocess, classify.
+
+The recogniser reads everything from the model card (labels, crop size, face margin,
+test-time augmentation) and preprocesses through `fer_core.preprocess.predict_proba`, the
+same function evaluation uses, so there is one preprocessing path. All faces of a frame
+are classified in one batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from fer_core.card import DEFAULT_FACE_MARGIN, CardError, load_card
+from fer_core.constants import DEFAULT_MODEL_NAME, IMAGE_SIZE
+from fer_core.faces import FaceDetector
+from fer_core.images import decode_image, resize_face, to_gray
+from fer_core.preprocess import TTA_MODES, predict_proba
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_PATH = REPO / "models" / f"{DEFAULT_MODEL_NAME}.keras"
+
+# Box and label colours (RGB) per FER-2013 emotion; other label sets cycle through them.
+EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
+    "angry": (220, 40, 40),
+    "disgust": (120, 160, 30),
+    "fear": (150, 70, 200),
+    "happy": (250, 190, 0),
+    "sad": (40, 110, 230),
+    "surprise": (250, 120, 0),
+    "neutral": (150, 150, 150),
+}
+_PALETTE = list(EMOTION_COLORS.values())
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face in a picture: where it is and what the model thinks it shows."""
+
+    box: tuple[int, int, int, int]  # x, y, w, h in original image pixels
+    emotion: str
+    scores: dict[str, float]  # every label of the card, summing to ~1
+
+    def to_json(self) -> dict:
+        """``{"box": [x, y, w, h], "emotion": name, "scores": {name: p}}`` with plain Python types."""
+        return {
+            "box": [int(v) for v in self.box],
+            "emotion": self.emotion,
+            "scores": {k: round(float(v), 5) for k, v in self.scores.items()},
+        }
+
+
+def color_for(label: str, labels: tuple[str, ...] = ()) -> tuple[int, int, int]:
+    """The drawing colour of a label (stable per FER-2013 name, by position otherwise)."""
+    if label in EMOTION_COLORS:
+        return EMOTION_COLORS[label]
+    i = labels.index(label) if label in labels else abs(hash(label))
+    return _PALETTE[i % len(_PALETTE)]
+
+
+def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float, size: int = IMAGE_SIZE) -> np.ndarray:
+    """Square crop around `box` grown by `margin` (fraction of the box) per side, resized to size x size.
+
+    Parts of the grown box outside the picture are filled by repeating the edge pixels,
+    so a face at the border stays centred instead of being squeezed.
+    """
+    x, y, w, h = box
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    x0, y0 = round(cx - side / 2.0), round(cy - side / 2.0)
+    x1, y1 = x0 + max(1, round(side)), y0 + max(1, round(side))
+    H, W = gray.shape[:2]
+    crop = gray[max(0, y0) : min(H, y1), max(0, x0) : min(W, x1)]
+    if crop.size == 0:
+        raise ValueError(f"Face box {box} lies outside the {W}x{H} picture.")
+    pad = ((max(0, -y0), max(0, y1 - H)), (max(0, -x0), max(0, x1 - W)))
+    if any(p for pair in pad for p in pair):
+        crop = np.pad(crop, pad, mode="edge")
+    return resize_face(crop, size)
+
+
+class _CompiledModel:
+    """A Keras model's forward pass as one traced `tf.function` (batch size free).
+
+    Calling a Keras model eagerly costs ~60-100 ms per small batch on this CPU; the traced
+    graph costs ~10 ms. It keeps `model(x, training=False)` and `output_shape`, which is
+    all `predict_proba` uses.
+    """
+
+    def __init__(self, model) -> None:
+        import tensorflow as tf
+
+        self.model = model
+        self.output_shape = model.output_shape
+        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
+        self._fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    def __call__(self, x, training: bool = False):
+        return self._fn(np.asarray(x, dtype=np.float32))
+
+
+class Recognizer:
+    """Detect faces and classify their emotions with a model and its card.
+
+    Args:
+        model_path: a ``.keras`` file with its card JSON beside it; None -> the shipped
+            ``models/fer_resnet.keras``.
+        tta: test-time augmentation ("none", "flip", "tencrop"); None -> the card's choice.
+            "none" is about 5x cheaper than "tencrop" and right for live video.
+        detector: a `FaceDetector` (default: photo settings).
+        model: an already loaded Keras model for `model_path` (the dashboard's cache);
+            the card is still read from beside `model_path`.
+
+    Raises:
+        CardError: no model file, no card, or a card this code cannot use.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        tta: str | None = None,
+        detector: FaceDetector | None = None,
+        model=None,
+    ) -> None:
+        path = Path(model_path) if model_path is not None else DEFAULT_MODEL_PATH
+        if model is None and not path.is_file():
+            raise CardError(
+                f"{path}: no model file there; train one (python -m fer_core train) or pass another model path."
+            )
+        self.model_path = path
+        self.card: dict = load_card(path)
+        self.labels: tuple[str, ...] = tuple(self.card["labels"])
+        inp = self.card["input"]
+        if int(inp["image_size"]) != IMAGE_SIZE or int(inp.get("channels", 1)) != 1:
+            raise CardError(
+                f"{path}: this recogniser feeds {IMAGE_SIZE}x{IMAGE_SIZE} gray faces; the card asks for "
+                f"{inp['image_size']}px with {inp.get('channels', 1)} channels."
+            )
+        self.crop_size = int(inp["crop_size"])
+        self.margin = float(self.card.get("face_margin", DEFAULT_FACE_MARGIN))
+        self.tta = tta if tta is not None else str(self.card.get("tta") or "none")
+        if self.tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}. Received: tta={self.tta!r}")
+        if model is None:
+            import keras
+
+            model = keras.models.load_model(path, compile=False)
+        if int(model.output_shape[-1]) != len(self.labels):
+            raise CardError(
+                f"{path}: the model has {model.output_shape[-1]} outputs, the card {len(self.labels)} labels."
+            )
+        self.model = model
+        self._forward = _CompiledModel(model)
+        self.detector = detector if detector is not None else FaceDetector()
+
+    def __repr__(self) -> str:
+        return f"Recognizer({str(self.model_path)!r}, tta={self.tta!r}, labels={len(self.labels)})"
+
+    def with_detector(self, detector: FaceDetector) -> Recognizer:
+        """A recogniser sharing this one's model but using another detector (cheap; no reload)."""
+        other = object.__new__(Recognizer)
+        other.__dict__.update(self.__dict__)
+        other.detector = detector
+        return other
+
+    def classify(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities (N, len(labels)) for (N, 48, 48) uint8 gray faces, in one batch."""
+        return predict_proba(self._forward, faces, self.crop_size, self.tta)
+
+    def crops(self, rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
+        """The (N, 48, 48) uint8 gray crops the model saw for `faces` (for Grad-CAM and galleries)."""
+        gray = to_gray(rgb)
+        if not faces:
+            return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+        return np.stack([crop_face(gray, f.box, self.margin) for f in faces])
+
+    def faces_from_boxes(self, gray: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[Face]:
+        """Classify given boxes of a gray picture (crop with the card's margin, one batch)."""
+        if not boxes:
+            return []
+        crops = np.stack([crop_face(gray, b, self.margin) for b in boxes])
+        probs = self.classify(crops)
+        return [self._face(b, p) for b, p in zip(boxes, probs, strict=True)]
+
+    def predict_image(self, rgb: np.ndarray) -> list[Face]:
+        """Every face found in an RGB uint8 (H, W, 3) picture, left to right."""
+        gray = to_gray(rgb)
+        return self.faces_from_boxes(gray, self.detector.boxes(gray))
+
+    def predict_crop(self, rgb: np.ndarray) -> Face:
+        """Treat the whole picture as one face (FER-2013-style crops, where detectors find nothing)."""
+        gray = to_gray(rgb)
+        face = resize_face(gray)
+        probs = self.classify(face[None])[0]
+        return self._face((0, 0, gray.shape[1], gray.shape[0]), probs)
+
+    def predict_file(self, source: str | Path | bytes, name: str | None = None) -> dict:
+        """Decode a picture (path or bytes) and find its faces.
+
+        Args:
+            source: a file path or the file's bytes.
+            name: what to call it in the result (default: the path, or "upload").
+
+        Returns:
+            ``{"image": name_or_path, "faces": [Face.to_json(), ...]}``.
+
+        Raises:
+            ImageError: the file is not a usable picture (the message says why).
+        """
+        label = name if name is not None else ("upload" if isinstance(source, bytes | bytearray) else str(source))
+        rgb = _decode_named(source, label)
+        return {"image": label, "faces": [f.to_json() for f in self.predict_image(rgb)]}
+
+    def _face(self, box, probs: np.ndarray) -> Face:
+        scores = {name: float(p) for name, p in zip(self.labels, probs, strict=True)}
+        return Face(tuple(int(v) for v in box), self.labels[int(np.argmax(probs))], scores)
+
+
+def _decode_named(source, name: str) -> np.ndarray:
+    """decode_image, with the user's file name in the message instead of 'upload' or a temp path."""
+    from fer_core.images import ImageError
+
+    try:
+        return decode_image(source)
+    except ImageError as exc:
+        msg = str(exc)
+        prefix = "upload" if isinstance(source, bytes | bytearray) else str(source)
+        if msg.startswith(prefix):
+            msg = name + msg[len(prefix) :]
+        raise ImageError(msg) from None
+
+
+def annotate(rgb: np.ndarray, faces: list[Face], labels: tuple[str, ...] = (), *, copy: bool = True) -> np.ndarray:
+    """Draw each face's box and "emotion NN%" label on an RGB uint8 picture.
+
+    Line width and text size follow the picture's size so labels stay readable on a
+    4000-pixel photo and a 640x480 frame alike.
+    """
+    import cv2
+
+    out = rgb.copy() if copy else rgb
+    h, w = out.shape[:2]
+    thick = max(1, round(min(h, w) / 240))
+    font = max(0.4, min(h, w) / 900)
+    for f in faces:
+        x, y, bw, bh = f.box
+        color = color_for(f.emotion, labels)
+        cv2.rectangle(out, (x, y), (x + bw, y + bh), color, thick)
+        text = f"{f.emotion} {100 * f.scores.get(f.emotion, 0.0):.0f}%"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
+        ty = y - 4 if y - th - base - 4 >= 0 else min(h - 1, y + bh + th + 4)
+        cv2.rectangle(out, (x, ty - th - base), (x + tw + 4, ty + base), color, -1)
+        cv2.putText(out, text, (x + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick, cv2.LINE_AA)
+    return out
+
+
+def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+class EmotionSmoother:
+    """Temporal smoothing for streams: an exponential moving average of scores per tracked face.
+
+    Faces are matched to the previous frame's tracks by box overlap (greedy, highest IoU
+    first); a track unseen for `max_missed` frames is dropped. Not thread-safe: use one per
+    stream, from the thread that produces the frames.
+
+    Args:
+        alpha: weight of the newest frame (1 = no smoothing; 0.3 settles in ~6 frames).
+        min_iou: boxes overlapping less than this start a new track.
+        max_missed: frames a track survives without a matching face.
+    """
+
+    def __init__(self, alpha: float = 0.3, min_iou: float = 0.3, max_missed: int = 5) -> None:
+        if not 0 < alpha <= 1:
+            raise ValueError(f"alpha must be in (0, 1]. Received: alpha={alpha}")
+        self.alpha, self.min_iou, self.max_missed = float(alpha), float(min_iou), int(max_missed)
+        self._tracks: dict[int, dict] = {}  # id -> {"box", "scores": ndarray, "missed"}
+        self._next_id = 0
+
+    def reset(self) -> None:
+        self._tracks.clear()
+
+    @property
+    def n_tracks(self) -> int:
+        return len(self._tracks)
+
+    def update(self, faces: list[Face]) -> list[Face]:
+        """Smoothed copies of this frame's faces (same boxes, averaged scores and top emotion)."""
+        pairs = sorted(
+            ((_iou(f.box, t["box"]), i, tid) for i, f in enumerate(faces) for tid, t in self._tracks.items()),
+            reverse=True,
+        )
+        matched: dict[int, int] = {}
+        used: set[int] = set()
+        for iou, i, tid in pairs:
+            if iou < self.min_iou:
+                break
+            if i not in matched and tid not in used:
+                matched[i] = tid
+                used.add(tid)
+        out = []
+        for i, f in enumerate(faces):
+            names = list(f.scores)
+            new = np.array([f.scores[n] for n in names], dtype=np.float64)
+            if i in matched:
+                tid = matched[i]
+                t = self._tracks[tid]
+                t["scores"] = self.alpha * new + (1 - self.alpha) * t["scores"]
+            else:
+                tid = self._next_id
+                self._next_id += 1
+                self._tracks[tid] = t = {"scores": new}
+                used.add(tid)
+            t["box"], t["missed"] = f.box, 0
+            scores = {n: float(p) for n, p in zip(names, t["scores"], strict=True)}
+            out.append(replace(f, emotion=max(scores, key=scores.get), scores=scores))
+        for tid in list(self._tracks):
+            if tid not in used:
+                self._tracks[tid]["missed"] += 1
+                if self._tracks[tid]["missed"] > self.max_missed:
+                    del self._tracks[tid]
+        return out
