@@ -160,3 +160,121 @@ def evaluate_run(run_dir: str | Path, ds, tta: str = "tencrop") -> dict:
     card["tta"] = tta
     save_card(model_path, card)
     return summary
+
+
+# ----------------------------------------------------------------------------- datasets vs model cards
+
+
+def label_mapping(dataset_classes, model_labels) -> np.ndarray:
+    """Map a dataset's label indexes to a model's, matching class names (case-insensitive).
+
+    A dataset may hold a subset of the model's classes in any order (e.g. CK+48-style
+    folders named with FER-2013 names).
+
+    Args:
+        dataset_classes: the dataset's class names in its label order.
+        model_labels: the model card's "labels" in output order.
+
+    Returns:
+        int array `m` with ``m[dataset_label] == model_label``.
+
+    Raises:
+        ValueError: a dataset class the model does not know; the message lists both.
+    """
+    index = {str(n).lower(): i for i, n in enumerate(model_labels)}
+    unknown = [str(c) for c in dataset_classes if str(c).lower() not in index]
+    if unknown:
+        raise ValueError(
+            f"dataset class(es) {', '.join(unknown)} not among the model's labels ({', '.join(model_labels)}); "
+            "remove those folders or evaluate a model trained on them."
+        )
+    return np.array([index[str(c).lower()] for c in dataset_classes], np.int64)
+
+
+def split_sizes(ds) -> dict[str, int]:
+    """{"train", "val", "test"}: number of faces in each split of a FaceDataset."""
+    from fer_core.constants import SPLITS
+
+    return {s: int((ds.splits == s).sum()) for s in SPLITS}
+
+
+def evaluate_dataset(model, card: dict, ds, split: str, tta: str | None = None) -> tuple[dict, dict]:
+    """Evaluate a model on one split of a dataset, classes matched to the card by name.
+
+    Args:
+        model: a Keras model.
+        card: its model card (labels, input.crop_size, tta).
+        ds: a `FaceDataset`.
+        split: "train", "val" or "test".
+        tta: "none", "flip" or "tencrop"; None uses the card's "tta".
+
+    Returns:
+        (metrics, predictions): metrics as `compute_metrics` plus "split", "tta" and
+        "split_sizes"; predictions as `load_predictions` returns them (labels in the
+        model's order, probabilities, sources, class names).
+
+    Raises:
+        ValueError: an empty split (the message names the splits that have faces) or a
+            class the model does not know.
+    """
+    sizes = require_split(ds, split)
+    tta = tta or card.get("tta") or "none"
+    names = tuple(card["labels"])
+    mapping = label_mapping(ds.class_names, names)
+    sub = ds.split(split)
+    labels = mapping[sub.labels]
+    metrics, probs = evaluate_arrays(model, card, sub.images, labels, names, tta)
+    metrics.update(split=split, tta=tta, split_sizes=sizes)
+    preds = {"labels": labels, "probs": probs, "sources": sub.sources, "class_names": names}
+    return metrics, preds
+
+
+def require_split(ds, split: str) -> dict[str, int]:
+    """The dataset's split sizes; raise ValueError saying which split to use when `split` is empty."""
+    sizes = split_sizes(ds)
+    if sizes.get(split, 0) == 0:
+        others = [s for s in ("val", "test") if s != split and sizes[s]]
+        hint = f"use --split {others[0]}" if others else "it has no labelled val or test faces"
+        counts = ", ".join(f"{k} {v}" for k, v in sizes.items())
+        raise ValueError(f"the {split} split of {ds.root or 'the dataset'} is empty ({counts}); {hint}.")
+    return sizes
+
+
+def pair_indices(y_true, probs, true_index: int | None, predicted_index: int | None) -> np.ndarray:
+    """Indexes of the items with this true class and this predicted (argmax) class.
+
+    None for either side means "any". The Evaluate page's gallery filter.
+    """
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(probs).argmax(axis=1)
+    m = np.ones(len(y_true), bool)
+    if true_index is not None:
+        m &= y_true == true_index
+    if predicted_index is not None:
+        m &= y_pred == predicted_index
+    return np.flatnonzero(m)
+
+
+def top_k(probs_row, class_names, k: int = 3) -> list[tuple[str, float]]:
+    """The k most probable (class name, probability) pairs of one prediction, best first."""
+    p = np.asarray(probs_row, dtype=float)
+    order = np.argsort(-p, kind="stable")[:k]
+    return [(str(class_names[i]), float(p[i])) for i in order]
+
+
+def compare_per_class(a: dict, b: dict) -> list[dict]:
+    """Per-class rows of two metric dicts (A, B, B - A) for precision, recall and F1.
+
+    Classes are those of `a`, in its order; a class missing from `b` gets None for B.
+    """
+    rows = []
+    for name, ma in a["per_class"].items():
+        mb = b["per_class"].get(name)
+        row = {"class": name, "support": ma["support"]}
+        for key in ("precision", "recall", "f1"):
+            vb = mb[key] if mb else None
+            row[f"{key}_a"] = ma[key]
+            row[f"{key}_b"] = vb
+            row[f"{key}_delta"] = None if vb is None else vb - ma[key]
+        rows.append(row)
+    return rows
