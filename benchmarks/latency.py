@@ -1,0 +1,151 @@
+"""Inference latency: a 640x480 webcam-like frame end to end, and per-photo time against `fer`.
+
+Usage::
+
+    python benchmarks/latency.py [--photos ../shared/photos] [--model models/fer_resnet.keras] [--frames 200]
+
+1. Live frame: the top of biden.jpg cropped to 4:3 and resized to 640x480 (one face, about
+   200 px tall, as in front of a laptop camera), run through the webcam pipeline
+   (`fer_core.video.LiveAnnotator`: detect with the webcam detector, classify with tta
+   "none", draw). Median and 90th percentile over `--frames` frames, plus each stage alone.
+2. Photos: every photo in `--photos` through `Recognizer.predict_file` (photo detector, the
+   card's TTA) and, when the `fer` package is importable, through `fer.fer.FER().detect_emotions`
+   on the same decoded pixels, in the same process, alternating. Face counts are printed too.
+
+This prints figures; it is not a test. The machine's load average is printed with them,
+because on a shared 2-core box a background job changes every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def webcam_frame(photos: Path):
+    """A 640x480 RGB frame with one face: the top of biden.jpg, cropped to 4:3."""
+    import cv2
+
+    from fer_core.images import decode_image
+
+    rgb = decode_image(photos / "biden.jpg")
+    h, w = rgb.shape[:2]
+    top = rgb[: min(h, round(w * 3 / 4))]
+    return cv2.resize(top, (640, 480), interpolation=cv2.INTER_AREA)
+
+
+def timed(fn, n: int, warmup: int = 5) -> list[float]:
+    """Milliseconds per call of fn() over n calls after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(1000.0 * (time.perf_counter() - t0))
+    return out
+
+
+def summary(ms: list[float]) -> str:
+    q = statistics.quantiles(ms, n=10) if len(ms) >= 10 else [max(ms)] * 9
+    return f"median {statistics.median(ms):6.1f} ms   p90 {q[8]:6.1f} ms   min {min(ms):6.1f} ms"
+
+
+def load_fer():
+    """fer's FER detector with its own Haar file (its default path breaks under OpenCV 5), or None."""
+    try:
+        from fer.fer import FER  # `from fer import FER` fails in 25.10.3
+    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
+        print(f"fer: not importable ({type(exc).__name__}: {exc}); comparison skipped")
+        return None
+    import fer as fer_pkg
+
+    cascade = Path(fer_pkg.__file__).parent / "data" / "haarcascade_frontalface_default.xml"
+    kw = {"cascade_file": str(cascade)} if cascade.is_file() else {}
+    return FER(**kw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--photos", default=str(REPO.parent / "shared" / "photos"))
+    ap.add_argument("--model", default=None, help="default: models/fer_resnet.keras")
+    ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=5, help="runs per photo")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    import cv2
+    import keras
+    import numpy as np
+
+    from fer_core.faces import webcam_detector
+    from fer_core.images import decode_image, to_gray
+    from fer_core.inference import Recognizer, annotate
+    from fer_core.video import LiveAnnotator
+
+    photos = Path(args.photos)
+    if not (photos / "biden.jpg").is_file():
+        print(f"{photos}: needs the shared photos (biden.jpg, ...); pass --photos DIR", file=sys.stderr)
+        return 2
+    print(
+        f"cpus {os.cpu_count()}  load average {os.getloadavg()[0]:.2f}  opencv {cv2.__version__} threads "
+        f"{cv2.getNumThreads()}  keras {keras.__version__}"
+    )
+
+    # ---- 1. live frame
+    live = Recognizer(args.model, tta="none", detector=webcam_detector())
+    print(f"model {live.model_path}  crop {live.crop_size}  card tta {live.card.get('tta')}")
+    frame = webcam_frame(photos)
+    gray = to_gray(frame)
+    annotator = LiveAnnotator(live, smooth=0.3)
+    print(
+        f"\n640x480 frame, {len(live.predict_image(frame))} face(s), {args.frames} frames, webcam detector + tta none"
+    )
+    print(f"  end to end (detect+classify+draw)  {summary(timed(lambda: annotator(frame), args.frames))}")
+    print(f"  detect only                        {summary(timed(lambda: live.detector.boxes(gray), args.frames))}")
+    boxes = live.detector.boxes(gray)
+    print(
+        f"  classify only ({len(boxes)} face)           "
+        f"{summary(timed(lambda: live.faces_from_boxes(gray, boxes), args.frames))}"
+    )
+    faces = live.faces_from_boxes(gray, boxes)
+    print(f"  draw only                          {summary(timed(lambda: annotate(frame, faces), args.frames))}")
+
+    # ---- 2. photos, side by side with fer
+    rec = Recognizer(args.model)
+    fer = load_fer()
+    files = sorted(p for p in photos.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    print(f"\nper photo, median of {args.repeat} (ours: photo detector, tta {rec.tta})")
+    header = f"  {'photo':<20} {'size':>10} {'ours ms':>9} {'faces':>6}"
+    if fer is not None:
+        header += f" {'fer ms':>9} {'faces':>6} {'speed-up':>9}"
+    print(header)
+    ours_all, fer_all = [], []
+    for p in files:
+        rgb = decode_image(p)
+        ours = timed(lambda rgb=rgb: rec.predict_image(rgb), args.repeat, warmup=1)
+        n_ours = len(rec.predict_image(rgb))
+        line = f"  {p.name:<20} {rgb.shape[1]:>4}x{rgb.shape[0]:<5} {statistics.median(ours):9.1f} {n_ours:6d}"
+        ours_all.append(statistics.median(ours))
+        if fer is not None:
+            bgr = np.ascontiguousarray(rgb[..., ::-1])  # fer takes OpenCV's BGR order
+            theirs = timed(lambda bgr=bgr: fer.detect_emotions(bgr), args.repeat, warmup=1)
+            n_fer = len(fer.detect_emotions(bgr))
+            fer_all.append(statistics.median(theirs))
+            line += f" {statistics.median(theirs):9.1f} {n_fer:6d} {statistics.median(theirs) / statistics.median(ours):8.1f}x"
+        print(line)
+    if fer_all:
+        print(f"  total: ours {sum(ours_all):.0f} ms, fer {sum(fer_all):.0f} ms ({sum(fer_all) / sum(ours_all):.1f}x)")
+    print(f"\nload average after {os.getloadavg()[0]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
