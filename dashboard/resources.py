@@ -64,3 +64,30 @@ def model(path: str, mtime_key: float = 0.0):
 def load_model(path: str | Path):
     """Cached (model, card), reloaded when the file on disk changes."""
     return model(str(path), _mtime(path))
+
+
+# ----------------------------------------------------------------------------- inference (issue 6)
+
+
+@st.cache_resource(show_spinner="Loading the recogniser...", max_entries=4)
+def recognizer(path: str, mtime_key: float = 0.0, tta: str | None = None):
+    """A `Recognizer` sharing the cached Keras model; `tta` None -> the card's choice."""
+    from fer_core.inference import Recognizer
+
+    keras_model, _ = model(path, mtime_key)
+    return Recognizer(path, tta=tta, model=keras_model)
+
+
+def load_recognizer(path: str | Path = DEFAULT_MODEL, tta: str | None = None):
+    """Cached recogniser for a model file, reloaded when the file changes."""
+    return recognizer(str(path), _mtime(path), tta)
+
+
+# scope="session": an OpenCV cascade keeps per-image state while it runs, so two sessions
+# must not share one.
+@st.cache_resource(max_entries=8, scope="session")
+def detector(max_side: int = 480, min_face: float = 0.05, min_neighbors: int = 6):
+    """A photo `FaceDetector` with these settings, one per browser session."""
+    from fer_core.faces import FaceDetector
+
+    return FaceDetector(max_side=max_side, min_face=min_face, min_neighbors=min_neighbors)

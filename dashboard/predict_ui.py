@@ -1,0 +1,215 @@
+"""Widgets and figures for the Predict and Webcam pages (pure figure/table builders are testable without UI)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from fer_core.inference import color_for
+
+# ICE servers for remote use, as JSON (e.g. '[{"urls": ["stun:stun.l.google.com:19302"]}]').
+# Empty by default: on localhost the browser and the server meet without any STUN server.
+ICE_ENV = "FER_ICE_SERVERS"
+
+
+def _rgb(label: str, labels) -> str:
+    r, g, b = color_for(label, tuple(labels))
+    return f"rgb({r},{g},{b})"
+
+
+# ----------------------------------------------------------------------------- widgets
+
+
+def detector_ui() -> dict:
+    """Sidebar: face-detector and TTA settings for photos; returns {"min_face", "min_neighbors", "tta"}."""
+    with st.sidebar:
+        st.subheader("Face detection")
+        min_face = st.slider(
+            "Smallest face (% of the shorter side)", 2, 40, 5, help="Smaller finds distant faces; larger is faster."
+        )
+        min_neighbors = st.slider(
+            "Confidence (agreeing detections)",
+            2,
+            20,
+            6,
+            help="Real faces collect 15+ agreeing detections, false ones rarely more than 4. Lower finds more.",
+        )
+        tta = st.selectbox(
+            "Test-time augmentation",
+            ["card", "none", "flip", "tencrop"],
+            help="'card' uses the model card's choice. tencrop averages ten crops: a little more accurate, ~5x slower.",
+        )
+    return {"min_face": min_face / 100.0, "min_neighbors": int(min_neighbors), "tta": None if tta == "card" else tta}
+
+
+def rtc_configuration() -> dict:
+    """The WebRTC configuration: no ICE servers unless $FER_ICE_SERVERS lists some (JSON).
+
+    Raises:
+        ValueError: $FER_ICE_SERVERS is not a JSON list.
+    """
+    raw = os.environ.get(ICE_ENV, "").strip()
+    if not raw:
+        return {"iceServers": []}
+    try:
+        servers = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f'${ICE_ENV} is not valid JSON ({exc.msg}); expected a list like [{{"urls": [...]}}].'
+        ) from None
+    if not isinstance(servers, list):
+        raise ValueError(f"${ICE_ENV} must be a JSON list of ICE servers. Received: {raw[:80]}")
+    return {"iceServers": servers}
+
+
+# ----------------------------------------------------------------------------- tables and files
+
+
+def faces_table(entries: list[dict]) -> pd.DataFrame:
+    """One row per face: image (and time/frame for videos), face number, box, top emotion, every score."""
+    rows = []
+    for e in entries:
+        base = {k: e[k] for k in ("image", "time", "frame") if k in e}
+        for i, f in enumerate(e["faces"]):
+            x, y, w, h = f["box"]
+            rows.append(
+                {
+                    **base,
+                    "face": i + 1,
+                    "x": x,
+                    "y": y,
+                    "w": w,
+                    "h": h,
+                    "emotion": f["emotion"],
+                    "confidence": f["scores"][f["emotion"]],
+                    **f["scores"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def csv_bytes(df: pd.DataFrame) -> bytes:
+    """A DataFrame as UTF-8 CSV bytes (for st.download_button)."""
+    return df.to_csv(index=False, float_format="%.5f").encode("utf-8")
+
+
+def json_bytes(obj) -> bytes:
+    """Results as indented JSON bytes, the same shape the CLI writes."""
+    return json.dumps(obj, indent=2).encode("utf-8")
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An RGB uint8 array as PNG bytes (for downloading the annotated image)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def gradcam_images(recognizer, rgb: np.ndarray, faces: list) -> list[np.ndarray] | None:
+    """Grad-CAM overlays (144 px RGB) of each face for its predicted emotion, or None if unsupported."""
+    try:
+        from fer_core.explain import gradcam, overlay
+    except ImportError:
+        return None
+    crops = recognizer.crops(rgb, faces)
+    out = []
+    try:
+        for crop, face in zip(crops, faces, strict=True):
+            k = recognizer.labels.index(face.emotion)
+            out.append(overlay(crop, gradcam(recognizer.model, crop, recognizer.crop_size, k), size=144))
+    except ValueError:
+        return None
+    return out
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def probability_figure(faces: list[dict], labels) -> go.Figure:
+    """Grouped horizontal bars: each face's probability for every label (face 1, 2, ... as in the image)."""
+    fig = go.Figure()
+    labels = list(labels)
+    for i, f in enumerate(faces):
+        fig.add_bar(
+            name=f"face {i + 1}: {f['emotion']}",
+            y=labels,
+            x=[f["scores"][n] for n in labels],
+            orientation="h",
+            text=[f"{100 * f['scores'][n]:.0f}%" for n in labels],
+            textposition="auto",
+        )
+    fig.update_layout(
+        barmode="group",
+        xaxis={"range": [0, 1], "tickformat": ".0%", "title": "probability"},
+        yaxis={"autorange": "reversed"},
+        height=120 + 28 * len(labels) * max(1, min(len(faces), 3)),
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "y": 1.08},
+    )
+    return fig
+
+
+def timeline_figure(entries: list[dict], labels, face: int = 0) -> go.Figure:
+    """Per-frame scores of one face (by position, left to right) over time: one line per label.
+
+    Frames where that face is absent leave a gap. `entries` have "time" (video) or are
+    numbered in order (live stream history uses its own "time").
+    """
+    labels = list(labels)
+    times = [e.get("time", i) for i, e in enumerate(entries)]
+    fig = go.Figure()
+    for name in labels:
+        ys = [e["faces"][face]["scores"][name] if len(e["faces"]) > face else None for e in entries]
+        fig.add_scatter(x=times, y=ys, mode="lines", name=name, line={"color": _rgb(name, labels)}, connectgaps=False)
+    fig.update_layout(
+        xaxis={"title": "time (s)"},
+        yaxis={"range": [0, 1], "tickformat": ".0%", "title": f"face {face + 1} probability"},
+        height=320,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "y": 1.12},
+    )
+    return fig
+
+
+def emotion_strip(entries: list[dict], labels, face: int = 0) -> go.Figure:
+    """The top emotion of one face per frame as coloured markers (a compact timeline)."""
+    labels = list(labels)
+    fig = go.Figure()
+    for name in labels:
+        pts = [
+            (e.get("time", i), e["faces"][face]["scores"][name])
+            for i, e in enumerate(entries)
+            if len(e["faces"]) > face and e["faces"][face]["emotion"] == name
+        ]
+        if pts:
+            fig.add_scatter(
+                x=[p[0] for p in pts],
+                y=[name] * len(pts),
+                mode="markers",
+                name=name,
+                marker={"color": _rgb(name, labels), "size": 9},
+                showlegend=False,
+            )
+    fig.update_layout(
+        xaxis={"title": "time (s)"},
+        yaxis={"categoryorder": "array", "categoryarray": labels[::-1]},
+        height=80 + 22 * len(labels),
+        margin={"l": 10, "r": 10, "t": 10, "b": 10},
+    )
+    return fig
+
+
+def live_history(history: list[dict], t0: float | None = None) -> list[dict]:
+    """Live-stream queue items ({"time": wall clock, "faces": [...]}) with time relative to `t0` (or the first)."""
+    if not history:
+        return []
+    start = t0 if t0 is not None else history[0]["time"]
+    return [{"time": round(h["time"] - start, 3), "faces": h["faces"]} for h in history]
