@@ -66,7 +66,48 @@ def load_model(path: str | Path):
     return model(str(path), _mtime(path))
 
 
+# ----------------------------------------------------------------------------- Evaluate page
+
+
+@st.cache_data(show_spinner="Reading stored predictions...", max_entries=8)
+def stored_predictions(path: str, mtime_key: float = 0.0) -> tuple[dict, dict]:
+    """(metrics, predictions) from a model's stored .npz (see fer_core.evaluate.save_predictions)."""
+    from fer_core.evaluate import compute_metrics, load_predictions
+
+    preds = load_predictions(path)
+    return compute_metrics(preds["labels"], preds["probs"], preds["class_names"]), preds
+
+
+@st.cache_data(show_spinner="Predicting on the dataset (cached afterwards)...", max_entries=8)
+def dataset_predictions(model_path: str, mtime_key: float, root: str, split: str, tta: str) -> tuple[dict, dict]:
+    """(metrics, predictions) of a model on one split of a dataset; classes matched by name."""
+    from fer_core.evaluate import evaluate_dataset
+
+    model_obj, card = load_model(model_path)
+    return evaluate_dataset(model_obj, card, dataset(root), split, tta)
+
+
+@st.cache_data(max_entries=4)
+def source_index(root: str) -> dict[str, int]:
+    """{source path: row} of a dataset, to find the faces behind stored predictions."""
+    return {str(s): i for i, s in enumerate(dataset(root).sources)}
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def gradcam_overlay(model_path: str, mtime_key: float, face, class_index: int):
+    """A Grad-CAM overlay (RGB uint8, 144 px) of one 48x48 face for one class."""
+    from fer_core.explain import gradcam, overlay
+
+    model_obj, card = load_model(model_path)
+    return overlay(face, gradcam(model_obj, face, card["input"]["crop_size"], class_index), size=144)
+
+
 # ----------------------------------------------------------------------------- inference (issue 6)
+
+
+def inference_model_path() -> Path:
+    """The model the Predict and Webcam pages use: $FER_MODEL when set, else the shipped one."""
+    return Path(os.environ.get("FER_MODEL") or DEFAULT_MODEL)
 
 
 @st.cache_resource(show_spinner="Loading the recogniser...", max_entries=4)
@@ -78,7 +119,7 @@ def recognizer(path: str, mtime_key: float = 0.0, tta: str | None = None):
     return Recognizer(path, tta=tta, model=keras_model)
 
 
-def load_recognizer(path: str | Path = DEFAULT_MODEL, tta: str | None = None):
+def load_recognizer(path: str | Path, tta: str | None = None):
     """Cached recogniser for a model file, reloaded when the file changes."""
     return recognizer(str(path), _mtime(path), tta)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 from pathlib import Path
@@ -89,7 +88,9 @@ def cmd_train(args) -> int:
         cfg = TrainConfig.load(run_dir / "config.json")
         extra = set(overrides) - {"epochs"} | ({"data"} if args.data else set())
         if extra:
-            raise ValueError(f"--resume keeps the run's config; drop {', '.join(sorted(extra))} (only --epochs may change).")
+            raise ValueError(
+                f"--resume keeps the run's config; drop {', '.join(sorted(extra))} (only --epochs may change)."
+            )
         if "epochs" in overrides:
             cfg = dataclasses.replace(cfg, epochs=overrides["epochs"])
             cfg.save(run_dir / "config.json")
@@ -121,6 +122,26 @@ def cmd_train(args) -> int:
     return 1
 
 
+# ----------------------------------------------------------------------------- promote
+
+
+def cmd_promote(args) -> int:
+    from fer_core.card import load_card
+    from fer_core.data import load_dataset
+    from fer_core.evaluate import promote
+
+    cfg = load_card(Path(args.run_dir) / "model.keras")["training"]
+    ds = load_dataset(args.data or cfg["data"])
+    dest = Path(args.out) if args.out else REPO / "models" / f"{args.name}.keras"
+    card = promote(args.run_dir, dest, ds, tta=args.tta)
+    m = card["metrics"]
+    print(
+        f"{dest}: best epoch {m.get('best_epoch')}, val accuracy {m.get('val_accuracy', float('nan')):.4f} "
+        f"(tta {card['tta']}, {m.get('val_n')} faces)"
+    )
+    return 0
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -136,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model; writes a run folder")
     _add_train_flags(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("promote", help="make a run's best model the shipped default (evaluated, with its card)")
+    p.add_argument("run_dir", help="the run folder")
+    p.add_argument("--name", default="fer_resnet", help="model name under models/ (default: fer_resnet)")
+    p.add_argument("--out", help="model path to write instead of models/NAME.keras")
+    p.add_argument("--data", help="dataset to evaluate on (default: the run's training data)")
+    p.add_argument("--tta", default="tencrop", choices=["none", "flip", "tencrop"], help="default: tencrop")
+    p.set_defaults(func=cmd_promote)
 
     for name in ("evaluate", "predict", "export", "serve"):
         mod = __import__(f"fer_core.cli_{name}", fromlist=["add_parser"]) if _has(f"cli_{name}") else None

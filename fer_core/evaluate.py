@@ -134,12 +134,42 @@ def eval_dir_for(model_path: str | Path) -> Path:
 
 def evaluate_run(run_dir: str | Path, ds, tta: str = "tencrop") -> dict:
     """Evaluate a run's best model on val and test (where present); write eval/. Returns a summary."""
+    return evaluate_model_files(Path(run_dir) / "model.keras", ds, tta)
+
+
+def promote(run_dir: str | Path, dest: str | Path, ds, tta: str = "tencrop") -> dict:
+    """Copy a run's best model to `dest` (e.g. models/fer_resnet.keras) with its card, evaluated
+    on the dataset's val (and test) split with `tta`; stored predictions go to eval_dir_for(dest).
+
+    Returns:
+        The new card.
+    """
+    import shutil
+
+    from fer_core.card import load_card, save_card
+
+    run_dir, dest = Path(run_dir), Path(dest)
+    src = run_dir / "model.keras"
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: the run has no model yet (no finished epoch).")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    card = load_card(src)
+    card["name"] = dest.stem
+    card["source_run"] = run_dir.name
+    save_card(dest, card)
+    shutil.rmtree(eval_dir_for(dest), ignore_errors=True)
+    evaluate_model_files(dest, ds, tta)
+    return load_card(dest)
+
+
+def evaluate_model_files(model_path: str | Path, ds, tta: str) -> dict:
+    """Evaluate a model file on every labelled split but train; update its card and eval folder."""
     import keras
 
     from fer_core.card import load_card, save_card
 
-    run_dir = Path(run_dir)
-    model_path = run_dir / "model.keras"
+    model_path = Path(model_path)
     model = keras.models.load_model(model_path, compile=False)
     card = load_card(model_path)
     out = eval_dir_for(model_path)
