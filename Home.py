@@ -1,10 +1,10 @@
 """Landing page: what the workbench does, where to go, and the shipped model's card."""
 
-import dashboard  # noqa: F401  (first: import-order guard, see dashboard/__init__.py)
 import json
 
 import streamlit as st
 
+import dashboard  # noqa: F401  (first: import-order guard, see dashboard/__init__.py)
 from dashboard.resources import DEFAULT_MODEL
 from fer_core.card import card_path
 

@@ -1,11 +1,11 @@
 """Dataset: class balance per split, sample faces, pixel statistics, and the data-quality report."""
 
-import dashboard  # noqa: F401  (first: import-order guard, see dashboard/__init__.py)
 import json
 
 import numpy as np
 import streamlit as st
 
+import dashboard  # noqa: F401  (first: import-order guard, see dashboard/__init__.py)
 from dashboard import figures, resources
 from dashboard.widgets import dataset_ui
 from fer_core.data import DataError
