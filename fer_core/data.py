@@ -60,8 +60,14 @@ class FaceDataset:
             raise ValueError(f"Unknown split {name!r}; choose one of {', '.join(SPLITS)}.")
         m = self.splits == name
         return FaceDataset(
-            self.images[m], self.labels[m], self.class_names, self.splits[m], self.sources[m],
-            self.root, self.format, [],
+            self.images[m],
+            self.labels[m],
+            self.class_names,
+            self.splits[m],
+            self.sources[m],
+            self.root,
+            self.format,
+            [],
         )
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -194,8 +200,12 @@ def _write_cache(path: Path, ds: FaceDataset) -> None:
         tmp = path.with_suffix(".tmp.npz")
         meta = {"class_names": ds.class_names, "root": ds.root, "format": ds.format, "skipped": ds.skipped}
         np.savez(
-            tmp, images=ds.images, labels=ds.labels, splits=ds.splits.astype("U5"),
-            sources=ds.sources.astype(str), meta=np.array(json.dumps(meta)),
+            tmp,
+            images=ds.images,
+            labels=ds.labels,
+            splits=ds.splits.astype("U5"),
+            sources=ds.sources.astype(str),
+            meta=np.array(json.dumps(meta)),
         )
         os.replace(tmp, path)
     except OSError:
@@ -206,8 +216,13 @@ def _read_cache(path: Path) -> FaceDataset:
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
         return FaceDataset(
-            images=z["images"], labels=z["labels"], class_names=tuple(meta["class_names"]),
-            splits=z["splits"], sources=z["sources"], root=meta["root"], format=meta["format"],
+            images=z["images"],
+            labels=z["labels"],
+            class_names=tuple(meta["class_names"]),
+            splits=z["splits"],
+            sources=z["sources"],
+            root=meta["root"],
+            format=meta["format"],
             skipped=meta["skipped"],
         )
 
@@ -261,9 +276,7 @@ def _load_csv(path: Path, val_fraction: float, test_fraction: float, seed: int) 
         for i, u in enumerate(df[cols["usage"]]):
             s = usage_map.get(u.strip().lower())
             if s is None:
-                raise DataError(
-                    f"{path} row {i + 2}: Usage {u!r} is not Training, PublicTest or PrivateTest."
-                )
+                raise DataError(f"{path} row {i + 2}: Usage {u!r} is not Training, PublicTest or PrivateTest.")
             splits.append(s)
         splits = np.array(splits)
     else:
@@ -354,9 +367,7 @@ def _load_folders(root, fmt, files, val_fraction, test_fraction, seed, progress)
 def stratified_split(labels: np.ndarray, val_fraction: float, test_fraction: float, seed: int) -> np.ndarray:
     """Assign "train"/"val"/"test" per class, seeded, so each split keeps the class balance."""
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(
-            f"val_fraction + test_fraction must be in [0, 1). Received: {val_fraction=}, {test_fraction=}"
-        )
+        raise ValueError(f"val_fraction + test_fraction must be in [0, 1). Received: {val_fraction=}, {test_fraction=}")
     rng = np.random.default_rng(seed)
     splits = np.full(len(labels), "train", dtype="U5")
     for c in np.unique(labels):

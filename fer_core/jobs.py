@@ -101,8 +101,15 @@ def launch(cfg: TrainConfig, runs_dir: str | Path, run_id: str | None = None, *,
     cmd = [sys.executable, "-m", "fer_core", "train", "--run-dir", str(run_dir), "--resume"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     log = open(run_dir / "train.log", "ab")  # noqa: SIM115 - handed to the child process
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                            cwd=Path(__file__).resolve().parent.parent, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=Path(__file__).resolve().parent.parent,
+        start_new_session=True,
+    )
     log.close()
     update_status(run_dir, pid=proc.pid)
     return run_dir

@@ -51,26 +51,49 @@ def quality_report(ds: FaceDataset, blank_std: float = BLANK_STD) -> dict:
         cross += is_cross
         within += not is_cross
         conflicting += len(labels) > 1
-        dup_groups.append({
-            "items": [{"source": str(ds.sources[i]), "split": str(ds.splits[i]),
-                       "label": ds.class_names[int(ds.labels[i])], "index": int(i)} for i in idx],
-            "splits": splits, "labels": labels, "cross_split": is_cross,
-        })
+        dup_groups.append(
+            {
+                "items": [
+                    {
+                        "source": str(ds.sources[i]),
+                        "split": str(ds.splits[i]),
+                        "label": ds.class_names[int(ds.labels[i])],
+                        "index": int(i),
+                    }
+                    for i in idx
+                ],
+                "splits": splits,
+                "labels": labels,
+                "cross_split": is_cross,
+            }
+        )
     dup_groups.sort(key=lambda g: (not g["cross_split"], -len(g["items"])))
 
     stds = ds.images.reshape(len(ds), -1).std(axis=1) if len(ds) else np.zeros(0)
     blank = [
-        {"source": str(ds.sources[i]), "split": str(ds.splits[i]), "label": ds.class_names[int(ds.labels[i])],
-         "std": round(float(stds[i]), 2), "index": int(i)}
+        {
+            "source": str(ds.sources[i]),
+            "split": str(ds.splits[i]),
+            "label": ds.class_names[int(ds.labels[i])],
+            "std": round(float(stds[i]), 2),
+            "index": int(i),
+        }
         for i in np.flatnonzero(stds < blank_std)
     ]
     return {
-        "root": ds.root, "format": ds.format, "classes": list(ds.class_names),
-        "counts": counts, "totals": totals, "imbalance_ratio": imbalance,
+        "root": ds.root,
+        "format": ds.format,
+        "classes": list(ds.class_names),
+        "counts": counts,
+        "totals": totals,
+        "imbalance_ratio": imbalance,
         "duplicates": {
-            "groups": dup_groups, "group_count": len(dup_groups),
+            "groups": dup_groups,
+            "group_count": len(dup_groups),
             "images_involved": sum(len(g["items"]) for g in dup_groups),
-            "within_split": within, "cross_split": cross, "conflicting_labels": conflicting,
+            "within_split": within,
+            "cross_split": cross,
+            "conflicting_labels": conflicting,
         },
         "near_blank": blank,
         "skipped": ds.skipped,
@@ -87,11 +110,14 @@ def summary_lines(report: dict) -> list[str]:
     for n in names:
         lines.append(f"  {n:<{width}}" + "".join(f"{report['counts'][s][n]:>8,}" for s in splits))
     lines.append(f"  {'total':<{width}}" + "".join(f"{report['totals'][s]:>8,}" for s in splits))
-    lines.append("imbalance (largest/smallest class): "
-                 + ", ".join(f"{s} {r}x" for s, r in report["imbalance_ratio"].items()))
+    lines.append(
+        "imbalance (largest/smallest class): " + ", ".join(f"{s} {r}x" for s, r in report["imbalance_ratio"].items())
+    )
     d = report["duplicates"]
-    lines.append(f"exact duplicates: {d['group_count']} groups ({d['images_involved']} images), "
-                 f"{d['cross_split']} across splits, {d['conflicting_labels']} with conflicting labels")
+    lines.append(
+        f"exact duplicates: {d['group_count']} groups ({d['images_involved']} images), "
+        f"{d['cross_split']} across splits, {d['conflicting_labels']} with conflicting labels"
+    )
     lines.append(f"near-blank images: {len(report['near_blank'])}")
     lines.append(f"unreadable/skipped files: {len(report['skipped'])}")
     for s in report["skipped"][:10]:

@@ -17,14 +17,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 STATES = ("queued", "running", "finished", "failed", "stopped")
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
@@ -61,7 +61,11 @@ def read_status(run_dir: str | Path) -> dict:
     run_dir = Path(run_dir)
     st = read_json(run_dir / "status.json", {}) or {}
     if st.get("state") == "running" and st.get("pid") and not pid_alive(int(st["pid"])):
-        st = {**st, "state": "failed", "error": st.get("error") or "the training process ended without a word (killed?)"}
+        st = {
+            **st,
+            "state": "failed",
+            "error": st.get("error") or "the training process ended without a word (killed?)",
+        }
     return st
 
 
@@ -130,10 +134,13 @@ def list_runs(runs_dir: str | Path) -> list[dict]:
             best = max((e.get("val_accuracy", 0) for e in epochs), default=None)
             out.append(
                 {
-                    "run": d.name, "path": str(d), "state": st.get("state", "unknown"),
+                    "run": d.name,
+                    "path": str(d),
+                    "state": st.get("state", "unknown"),
                     "epoch": epochs[-1]["epoch"] if epochs else 0,
                     "epochs": (read_json(d / "config.json", {}) or {}).get("epochs"),
-                    "best_val_accuracy": best, "started": st.get("started", ""),
+                    "best_val_accuracy": best,
+                    "started": st.get("started", ""),
                     "has_model": (d / "model.keras").exists(),
                 }
             )

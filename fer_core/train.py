@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 import traceback
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -118,8 +118,12 @@ def augment_batch(images, cfg: TrainConfig, training: bool = True):
     zeros = tf.zeros([b])
     transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
     out = tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=tf.constant([c, c]),
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT",
+        images=images,
+        transforms=transforms,
+        output_shape=tf.constant([c, c]),
+        fill_value=0.0,
+        interpolation="BILINEAR",
+        fill_mode="REFLECT",
     )
     if cfg.erasing > 0:
         out = random_erasing(out, cfg.erasing)
@@ -142,8 +146,10 @@ def random_erasing(images, probability: float):
     ys = tf.cast(tf.range(h), tf.float32)[None, :, None]
     xs = tf.cast(tf.range(w), tf.float32)[None, None, :]
     inside = (
-        (ys >= y0[:, None, None]) & (ys < (y0 + eh)[:, None, None])
-        & (xs >= x0[:, None, None]) & (xs < (x0 + ew)[:, None, None])
+        (ys >= y0[:, None, None])
+        & (ys < (y0 + eh)[:, None, None])
+        & (xs >= x0[:, None, None])
+        & (xs < (x0 + ew)[:, None, None])
         & (tf.random.uniform([b])[:, None, None] < probability)
     )
     noise = tf.random.uniform(tf.shape(images), 0.0, 255.0)
@@ -283,8 +289,14 @@ def _callbacks_module():
             try:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=self.steps, desc=f"epoch {self.epoch}/{self.cfg.epochs}", unit="batch",
-                                leave=False, disable=None, file=sys.stderr)
+                self.bar = tqdm(
+                    total=self.steps,
+                    desc=f"epoch {self.epoch}/{self.cfg.epochs}",
+                    unit="batch",
+                    leave=False,
+                    disable=None,
+                    file=sys.stderr,
+                )
             except ImportError:
                 self.bar = None
 
@@ -299,28 +311,43 @@ def _callbacks_module():
                 self.t_last = now
                 done = batch + 1
                 ips = done * self.cfg.batch_size / max(now - self.t0, 1e-6)
-                append_jsonl(self.run_dir / "metrics.jsonl", {
-                    "type": "progress", "epoch": self.epoch, "step": done, "steps": self.steps,
-                    "loss": float(logs.get("loss", float("nan"))) if logs else None,
-                    "accuracy": float(logs.get("accuracy", float("nan"))) if logs else None,
-                    "images_per_s": round(ips, 1), "time": now,
-                })
+                append_jsonl(
+                    self.run_dir / "metrics.jsonl",
+                    {
+                        "type": "progress",
+                        "epoch": self.epoch,
+                        "step": done,
+                        "steps": self.steps,
+                        "loss": float(logs.get("loss", float("nan"))) if logs else None,
+                        "accuracy": float(logs.get("accuracy", float("nan"))) if logs else None,
+                        "images_per_s": round(ips, 1),
+                        "time": now,
+                    },
+                )
 
         def on_epoch_end(self, epoch, logs=None):
             if self.bar is not None:
                 self.bar.close()
             logs = logs or {}
             secs = time.time() - self.t0
-            row = {"type": "epoch", "epoch": epoch + 1, "lr": current_lr(self.model.optimizer),
-                   "seconds": round(secs, 1), "images_per_s": round(self.n_train / max(secs, 1e-6), 1),
-                   "time": time.time()}
+            row = {
+                "type": "epoch",
+                "epoch": epoch + 1,
+                "lr": current_lr(self.model.optimizer),
+                "seconds": round(secs, 1),
+                "images_per_s": round(self.n_train / max(secs, 1e-6), 1),
+                "time": time.time(),
+            }
             row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
             if self.write:
                 append_jsonl(self.run_dir / "metrics.jsonl", row)
             val = f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}" if "val_loss" in row else ""
-            print(f"epoch {epoch + 1}/{self.cfg.epochs}  loss {row.get('loss', float('nan')):.4f}  "
-                  f"acc {row.get('accuracy', float('nan')):.4f}{val}  lr {row['lr']:.5f}  "
-                  f"{secs:.0f}s  {row['images_per_s']:.0f} img/s", flush=True)
+            print(
+                f"epoch {epoch + 1}/{self.cfg.epochs}  loss {row.get('loss', float('nan')):.4f}  "
+                f"acc {row.get('accuracy', float('nan')):.4f}{val}  lr {row['lr']:.5f}  "
+                f"{secs:.0f}s  {row['images_per_s']:.0f} img/s",
+                flush=True,
+            )
 
     class BestCheckpoint(keras.callbacks.Callback):
         """Saves model.keras + model.json whenever val accuracy improves (persists across resume)."""
@@ -374,8 +401,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> dic
         shutil.rmtree(run_dir / "backup", ignore_errors=True)
     (run_dir / "STOP").unlink(missing_ok=True)
     started = now_iso()
-    update_status(run_dir, state="running", pid=os.getpid(), started=started, finished=None, error=None,
-                  epochs=cfg.epochs, resumed=resume and (run_dir / "backup").exists())
+    update_status(
+        run_dir,
+        state="running",
+        pid=os.getpid(),
+        started=started,
+        finished=None,
+        error=None,
+        epochs=cfg.epochs,
+        resumed=resume and (run_dir / "backup").exists(),
+    )
     try:
         result = _train(cfg, run_dir, write=write)
     except StopRequested:
@@ -404,19 +439,27 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     precision = resolve_precision(cfg.precision)
     keras.mixed_precision.set_global_policy(precision)
     strategy = make_strategy(cfg.strategy)
-    print(f"precision {precision}, strategy {type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s))",
-          flush=True)
+    print(
+        f"precision {precision}, strategy {type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s))",
+        flush=True,
+    )
 
     ds = load_dataset(cfg.data)
     num_classes = len(ds.class_names)
     train_ds, val_ds, counts = make_datasets(ds, cfg, num_classes)
     steps = math.ceil(counts["train"] / cfg.batch_size)
-    print(f"data {ds.root} ({ds.format}): train {counts['train']}, val {counts['val']}, test {counts['test']}",
-          flush=True)
+    print(
+        f"data {ds.root} ({ds.format}): train {counts['train']}, val {counts['val']}, test {counts['test']}", flush=True
+    )
 
     with strategy.scope():
-        model = create_model(cfg.arch, width=cfg.width, input_shape=(cfg.crop_size, cfg.crop_size, 1),
-                             num_classes=num_classes, dropout=cfg.dropout)
+        model = create_model(
+            cfg.arch,
+            width=cfg.width,
+            input_shape=(cfg.crop_size, cfg.crop_size, 1),
+            num_classes=num_classes,
+            dropout=cfg.dropout,
+        )
         model.compile(
             optimizer=make_optimizer(cfg, steps),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
@@ -427,9 +470,14 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
 
     def card_fn(epoch: int, val_acc: float) -> dict:
         return make_card(
-            name=run_dir.name, class_names=ds.class_names, crop_size=cfg.crop_size, tta="none",
-            config={**asdict(cfg), "precision_resolved": precision}, dataset=dataset_info,
-            metrics={"best_epoch": epoch, "val_accuracy_centre_crop": val_acc}, params=model.count_params(),
+            name=run_dir.name,
+            class_names=ds.class_names,
+            crop_size=cfg.crop_size,
+            tta="none",
+            config={**asdict(cfg), "precision_resolved": precision},
+            dataset=dataset_info,
+            metrics={"best_epoch": epoch, "val_accuracy_centre_crop": val_acc},
+            params=model.count_params(),
         )
 
     RunLogger, BestCheckpoint = _callbacks_module()
@@ -437,14 +485,16 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     callbacks = [
         # BackupAndRestore first: on resume it sets the initial epoch before others start.
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), save_freq="epoch", delete_checkpoint=False,
-                                         double_checkpoint=True),
+        keras.callbacks.BackupAndRestore(
+            str(run_dir / "backup"), save_freq="epoch", delete_checkpoint=False, double_checkpoint=True
+        ),
         logger,
         BestCheckpoint(run_dir, card_fn, write),
     ]
     if cfg.schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5,
-                                                           patience=cfg.plateau_patience, min_lr=1e-5))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=cfg.plateau_patience, min_lr=1e-5)
+        )
     if cfg.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.early_stopping))
 
