@@ -116,7 +116,7 @@ def recognizer(path: str, mtime_key: float = 0.0, tta: str | None = None):
     from fer_core.inference import Recognizer
 
     keras_model, _ = model(path, mtime_key)
-    return Recognizer(path, tta=tta, model=keras_model)
+    return Recognizer(path, tta=tta, model=keras_model).warmup()
 
 
 def load_recognizer(path: str | Path, tta: str | None = None):

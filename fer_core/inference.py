@@ -166,6 +166,11 @@ class Recognizer:
         other.detector = detector
         return other
 
+    def warmup(self) -> Recognizer:
+        """Trace the forward pass once (~1-5 s) so the first real frame is not the slow one."""
+        self.classify(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
+        return self
+
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities (N, len(labels)) for (N, 48, 48) uint8 gray faces, in one batch."""
         return predict_proba(self._forward, faces, self.crop_size, self.tta)

@@ -16,7 +16,7 @@ st.set_page_config(page_title="Predict", layout="wide")
 st.title("Predict")
 settings = ui.detector_ui()
 try:
-    base = resources.load_recognizer(resources.DEFAULT_MODEL, settings["tta"])
+    base = resources.load_recognizer(resources.inference_model_path(), settings["tta"])
 except (CardError, ValueError) as exc:
     st.error(f"{exc}")
     st.stop()

@@ -25,7 +25,7 @@ with st.sidebar:
     )
     window = st.slider("Timeline length (seconds)", 10, 120, 30)
 try:
-    base = resources.load_recognizer(resources.DEFAULT_MODEL, "none")  # tta none: ~5x cheaper than tencrop
+    base = resources.load_recognizer(resources.inference_model_path(), "none")  # tta none: ~5x cheaper than tencrop
     rtc = ui.rtc_configuration()
 except (CardError, ValueError) as exc:
     st.error(str(exc))
