@@ -26,12 +26,21 @@ def _rgb(label: str, labels) -> str:
 # ----------------------------------------------------------------------------- widgets
 
 
+# "Search detail" choices: the working size (longer side, px) photos are searched at.
+DETAIL = {"normal (fast)": 400, "small faces": 800, "crowds (slow)": 1600}
+
+
 def detector_ui() -> dict:
-    """Sidebar: face-detector and TTA settings for photos; returns {"min_face", "min_neighbors", "tta"}."""
+    """Sidebar: face-detector and TTA settings for photos; returns {"max_side", "min_face", "min_neighbors", "tta"}."""
     with st.sidebar:
         st.subheader("Face detection")
+        detail = st.selectbox(
+            "Search detail",
+            list(DETAIL),
+            help="Photos are searched at this working size. Faces smaller than ~5% of the photo need more detail.",
+        )
         min_face = st.slider(
-            "Smallest face (% of the shorter side)", 2, 40, 5, help="Smaller finds distant faces; larger is faster."
+            "Smallest face (% of the shorter side)", 1, 40, 5, help="Smaller finds distant faces; larger is faster."
         )
         min_neighbors = st.slider(
             "Confidence (agreeing detections)",
@@ -45,7 +54,12 @@ def detector_ui() -> dict:
             ["card", "none", "flip", "tencrop"],
             help="'card' uses the model card's choice. tencrop averages ten crops: a little more accurate, ~5x slower.",
         )
-    return {"min_face": min_face / 100.0, "min_neighbors": int(min_neighbors), "tta": None if tta == "card" else tta}
+    return {
+        "max_side": DETAIL[detail],
+        "min_face": min_face / 100.0,
+        "min_neighbors": int(min_neighbors),
+        "tta": None if tta == "card" else tta,
+    }
 
 
 def rtc_configuration() -> dict:

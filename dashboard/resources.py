@@ -127,7 +127,7 @@ def load_recognizer(path: str | Path, tta: str | None = None):
 # scope="session": an OpenCV cascade keeps per-image state while it runs, so two sessions
 # must not share one.
 @st.cache_resource(max_entries=8, scope="session")
-def detector(max_side: int = 480, min_face: float = 0.05, min_neighbors: int = 6):
+def detector(max_side: int = 400, min_face: float = 0.05, min_neighbors: int = 6):
     """A photo `FaceDetector` with these settings, one per browser session."""
     from fer_core.faces import FaceDetector
 

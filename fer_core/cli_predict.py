@@ -23,6 +23,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--tta", choices=("none", "flip", "tencrop"), help="test-time augmentation (default: the card's)")
     p.add_argument("--every", type=float, default=0.5, help="videos: seconds between analysed frames (default 0.5)")
     p.add_argument("--min-face", type=float, default=0.05, help="smallest face, fraction of the shorter side")
+    p.add_argument(
+        "--max-side", type=int, default=400, help="search photos at this working size (px); raise it for small faces"
+    )
     p.add_argument("--whole-image", action="store_true", help="treat each image as one face crop (no detection)")
     p.set_defaults(func=cmd_predict)
     return p
@@ -42,7 +45,7 @@ def cmd_predict(args) -> int:
         )
     if args.every < 0:
         raise ValueError(f"--every must be 0 or more seconds. Received: {args.every}")
-    rec = Recognizer(args.model, tta=args.tta, detector=FaceDetector(min_face=args.min_face))
+    rec = Recognizer(args.model, tta=args.tta, detector=FaceDetector(max_side=args.max_side, min_face=args.min_face))
     results: list[dict] = []
     for path in args.inputs:
         if is_video(path):

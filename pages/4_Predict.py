@@ -20,7 +20,7 @@ try:
 except (CardError, ValueError) as exc:
     st.error(f"{exc}")
     st.stop()
-det = resources.detector(480, settings["min_face"], settings["min_neighbors"])
+det = resources.detector(settings["max_side"], settings["min_face"], settings["min_neighbors"])
 rec = base.with_detector(det)
 st.caption(f"Model: {rec.model_path.name} ({rec.card.get('name', '?')}), test-time augmentation: {rec.tta}")
 photos_tab, video_tab = st.tabs(["Photos", "Video"])
