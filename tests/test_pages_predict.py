@@ -98,6 +98,19 @@ def test_predict_page_photos_good_and_bad(app):
 
 
 @in_process
+@needs_shared_photos()
+def test_predict_page_gradcam_on_request(app):
+    at = app(PREDICT).run()
+    photo = (SHARED_PHOTOS / "two_people.jpg").read_bytes()
+    at.file_uploader[0].set_value(("two_people.jpg", photo, "image/jpeg")).run()
+    assert len(at.image) == 1  # the annotated photo
+    at.checkbox[1].check().run()  # "Show Grad-CAM"
+    assert not at.exception
+    captions = [c for img in at.image for c in img.captions]
+    assert sum(c.startswith("face ") for c in captions) == 2, captions
+
+
+@in_process
 def test_predict_page_cropped_faces_mode(app):
     crop = next((REPO / "data" / "sample").rglob("*.jpg"))
     at = app(PREDICT).run()
