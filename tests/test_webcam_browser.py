@@ -126,6 +126,7 @@ def webcam_server(tmp_path):
         log.close()
 
 
+@pytest.mark.timeout(600)
 def test_webcam_page_sees_a_face_in_a_real_browser(tmp_path, webcam_server):
     from playwright.sync_api import sync_playwright
 
