@@ -73,7 +73,7 @@ def running_job(runs_dir: str | Path) -> dict | None:
         os.close(fd)
 
 
-def launch(cfg: TrainConfig, runs_dir: str | Path, run_id: str | None = None, *, resume: bool = False) -> Path:
+def launch(cfg: TrainConfig | None, runs_dir: str | Path, run_id: str | None = None, *, resume: bool = False) -> Path:
     """Start a training process for `cfg` (or resume run `run_id`); return its run folder.
 
     Raises:

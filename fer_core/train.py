@@ -321,6 +321,7 @@ def _callbacks_module():
                         "loss": float(logs.get("loss", float("nan"))) if logs else None,
                         "accuracy": float(logs.get("accuracy", float("nan"))) if logs else None,
                         "images_per_s": round(ips, 1),
+                        "epoch_start": self.t0,
                         "time": now,
                     },
                 )
@@ -428,8 +429,53 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> dic
     return update_status(run_dir, **result, finished=now_iso())
 
 
+def _patch_keras_for_multiworker(model) -> None:
+    """Let Keras 3 `fit` run under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Two spots in Keras' TF trainer assume a single worker:
+    * the symbolic build averages the first batch across replicas with an eager
+      `strategy.reduce`, which fails for PerReplica batches ("Attempt to convert a value
+      (PerReplica...)"); the build only needs shapes, so the first local replica's batch does;
+    * `reduce_per_replica(..., "mean")` reduces scalar logs along axis 0, which a scalar has
+      not ("Invalid reduction dimension 0"); scalars are averaged with axis=None instead.
+    Both patches apply only to this model / to multi-worker strategies.
+    """
+    import types
+
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    def local_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda v: (
+                        self.distribute_strategy.experimental_local_results(v)[0]
+                        if isinstance(v, tf.distribute.DistributedValues)
+                        else v
+                    ),
+                    next(it),
+                )
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = types.MethodType(local_symbolic_build, model)
+
+    original = getattr(tf_trainer.reduce_per_replica, "__wrapped__", tf_trainer.reduce_per_replica)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=0 if v.shape.rank else None), values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica.__wrapped__ = original
+    tf_trainer.reduce_per_replica = reduce_per_replica
+
+
 def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     import keras
+    import tensorflow as tf
 
     from fer_core.card import make_card
     from fer_core.data import load_dataset
@@ -465,6 +511,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
             metrics=["accuracy"],
         )
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _patch_keras_for_multiworker(model)
     print(f"model {model.name}: {model.count_params():,} parameters", flush=True)
     dataset_info = {"root": ds.root, "format": ds.format, "counts": ds.counts(), "skipped": len(ds.skipped)}
 
@@ -498,7 +546,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     if cfg.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.early_stopping))
 
-    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=0)
+    # shuffle=False: the tf.data pipeline shuffles (Keras would only warn that it cannot).
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=0, shuffle=False)
     if logger.stopped:
         raise StopRequested
     result = {"state": "finished"}

@@ -1,0 +1,289 @@
+"""Training engine: run folder, kill-and-resume, stop/resume through jobs, the lock, multiworker.
+
+These start real `python -m fer_core train` processes on the bundled sample with a tiny
+network, as the dashboard and the CLI do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_core import jobs, runs
+from fer_core.config import TrainConfig
+
+from .conftest import REPO, SAMPLE
+
+TINY = ["--arch", "resnet10", "--width", "16", "--batch-size", "32", "--eval-tta", "none"]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+
+
+def train_cmd(run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "fer_core", "train", "--data", str(SAMPLE), "--run-dir", str(run_dir), *TINY, *extra]
+
+
+def wait_for(predicate, timeout: float, what: str, proc=None):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process ended ({proc.returncode}) before {what}: {proc.stdout.read()[-2000:]}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def epoch_rows(run_dir: Path) -> list[int]:
+    rows = []
+    p = run_dir / "metrics.jsonl"
+    if p.exists():
+        for line in p.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if r.get("type") == "epoch":
+                rows.append(r["epoch"])
+    return rows
+
+
+@pytest.mark.slow
+def test_two_epoch_run_writes_every_file(tmp_path):
+    run_dir = tmp_path / "runs" / "r1"
+    r = subprocess.run(
+        train_cmd(run_dir, "--epochs", "2"), capture_output=True, text=True, env=ENV, timeout=300, cwd=REPO
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "epoch 1/2" in r.stdout and "epoch 2/2" in r.stdout
+    for name in ("config.json", "status.json", "metrics.jsonl", "model.keras", "model.json", "best.json"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "backup").is_dir()
+    assert (run_dir / "eval" / "val_metrics.json").is_file() and (run_dir / "eval" / "val_predictions.npz").is_file()
+    cfg = TrainConfig.load(run_dir / "config.json")
+    assert cfg.epochs == 2 and cfg.width == 16 and cfg.data == str(SAMPLE)
+    status = runs.read_status(run_dir)
+    assert status["state"] == "finished" and status["eval"]["val"]["n"] == 210
+    epochs, _ = runs.read_metrics(run_dir)
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert all({"loss", "accuracy", "val_loss", "val_accuracy", "lr"} <= set(e) for e in epochs)
+    card = json.loads((run_dir / "model.json").read_text())
+    assert card["labels"][3] == "happy" and card["input"]["crop_size"] == 44
+    assert card["tta"] == "none" and "val_accuracy" in card["metrics"]
+    assert card["training"]["width"] == 16
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_continues_from_last_finished_epoch(tmp_path):
+    run_dir = tmp_path / "runs" / "r2"
+    proc = subprocess.Popen(
+        train_cmd(run_dir, "--epochs", "4", "--max-train-images", "350"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+        cwd=REPO,
+    )
+    try:
+        wait_for(lambda: epoch_rows(run_dir) == [1, 2], 240, "two finished epochs", proc)
+        # The third epoch is under way once its first progress line lands; kill it there.
+        wait_for(lambda: '"epoch": 3' in (run_dir / "metrics.jsonl").read_text(), 60, "epoch 3 progress", proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert runs.read_status(run_dir)["state"] == "failed"  # a dead 'running' process reads as failed
+    meta = json.loads((run_dir / "backup" / "training_metadata.json").read_text())
+    assert meta["epoch"] == 2
+    r = subprocess.run(
+        [sys.executable, "-m", "fer_core", "train", "--run-dir", str(run_dir), "--resume"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "epoch 1/4" not in r.stdout and "epoch 2/4" not in r.stdout
+    assert "epoch 3/4" in r.stdout and "epoch 4/4" in r.stdout
+    status = runs.read_status(run_dir)
+    assert status["state"] == "finished" and status["resumed"] is True
+    epochs, _ = runs.read_metrics(run_dir)
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4]
+    # The learning-rate schedule continued (cosine reaches 0 at the last epoch), it did not restart.
+    assert epochs[-1]["lr"] < 1e-6 < epochs[1]["lr"]
+
+
+@pytest.mark.slow
+def test_jobs_launch_stop_resume_and_lock(tmp_path):
+    runs_dir = tmp_path / "runs"
+    cfg = TrainConfig(data=str(SAMPLE), arch="resnet10", width=16, batch_size=32, epochs=200, eval_tta="none")
+    run_dir = jobs.launch(cfg, runs_dir, "long")
+    try:
+        wait_for(
+            lambda: runs.read_status(run_dir).get("state") == "running" and epoch_rows(run_dir),
+            240,
+            "the job to finish an epoch",
+        )
+        # A second launch in the same runs folder is refused, naming the running job.
+        with pytest.raises(jobs.JobError, match=r"another training job is running: long \(pid \d+\)"):
+            jobs.launch(cfg, runs_dir, "second")
+        assert not (runs_dir / "second").exists()
+        assert jobs.running_job(runs_dir)["run"] == "long"
+        jobs.request_stop(run_dir)
+        wait_for(lambda: runs.read_status(run_dir).get("state") == "stopped", 120, "the job to stop")
+        assert jobs.running_job(runs_dir) is None
+        stopped_at = epoch_rows(run_dir)[-1]
+        with pytest.raises(jobs.JobError, match="is not running"):
+            jobs.request_stop(run_dir)
+        # Resume continues the same run from where it stopped.
+        jobs.launch(None, runs_dir, "long", resume=True)
+        wait_for(
+            lambda: runs.read_status(run_dir).get("state") == "running" and max(epoch_rows(run_dir)) > stopped_at,
+            240,
+            "the resumed job to finish an epoch",
+        )
+        assert runs.read_status(run_dir)["resumed"] is True
+        jobs.request_stop(run_dir)
+        wait_for(lambda: runs.read_status(run_dir).get("state") == "stopped", 120, "the resumed job to stop")
+        log = (run_dir / "train.log").read_text()
+        assert f"epoch {stopped_at + 1}/200" in log
+    finally:
+        st = runs.read_status(run_dir)
+        if st.get("state") == "running" and st.get("pid"):
+            os.kill(int(st["pid"]), signal.SIGKILL)
+
+
+def test_cli_refuses_second_job_while_lock_is_held(tmp_path):
+    runs_dir = tmp_path / "runs"
+    lock = jobs.RunsLock(runs_dir)
+    lock.acquire("holder")
+    try:
+        r = subprocess.run(
+            train_cmd(runs_dir / "other", "--epochs", "1"),
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=120,
+            cwd=REPO,
+        )
+        assert r.returncode == 2
+        assert "another training job is running" in r.stderr and "holder" in r.stderr
+        assert "Traceback" not in r.stderr
+    finally:
+        lock.release()
+    assert jobs.running_job(runs_dir) is None
+
+
+def test_failure_lands_in_status(tmp_path):
+    run_dir = tmp_path / "runs" / "bad"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("emotion,pixels,Usage\n1,1 2 3,Training\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "fer_core", "train", "--data", str(bad), "--run-dir", str(run_dir), *TINY],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert r.returncode == 1
+    st = runs.read_status(run_dir)
+    assert st["state"] == "failed" and "row 2: 3 pixel values" in st["error"]
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "fer_core", "train", "--data", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "dataset not found" in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "fer_core", "train", "--data", str(SAMPLE), "--optimizer", "rms"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert r.returncode == 2 and "optimizer must be one of" in r.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multiworker_two_processes_on_loopback(tmp_path):
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    run_dir = tmp_path / "runs" / "mw"
+    procs = []
+    for i in range(2):
+        env = {**ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        procs.append(
+            subprocess.Popen(
+                train_cmd(
+                    run_dir,
+                    "--epochs",
+                    "1",
+                    "--strategy",
+                    "multiworker",
+                    "--max-train-images",
+                    "128",
+                    "--precision",
+                    "float32",
+                ),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                env=env,
+                cwd=REPO,
+            )
+        )
+    outs = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=300)
+            outs.append(out)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out[-3000:]
+        assert "CollectiveAllReduceStrategy (2 replica(s))" in out  # the class behind MultiWorkerMirroredStrategy
+    assert runs.read_status(run_dir)["state"] == "finished"
+    assert epoch_rows(run_dir) == [1]
+    assert (run_dir / "model.keras").exists()
+    # The second worker kept its files apart from the chief's.
+    assert (run_dir / "workers" / "1" / "status.json").exists()
+
+
+def test_augmentation_shapes_and_ranges():
+    tf = pytest.importorskip("tensorflow")
+    from fer_core.train import augment_batch, class_weight_vector
+
+    cfg = TrainConfig(crop_size=44, erasing=1.0)
+    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (8, 48, 48, 1)), tf.float32)
+    out = augment_batch(x, cfg).numpy()
+    assert out.shape == (8, 44, 44, 1)
+    assert out.min() >= 0 and out.max() <= 255
+    w = class_weight_vector(np.array([0] * 90 + [1] * 10), 2, "balanced")
+    assert w[1] / w[0] == pytest.approx(9.0)
+    assert (np.array([0] * 90 + [1] * 10).choose(w)).mean() == pytest.approx(1.0)
