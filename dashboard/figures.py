@@ -101,6 +101,7 @@ def training_curves(epochs: list[dict], title: str = "") -> go.Figure:
                 showlegend=row < 3,
             )
     fig.update_xaxes(title_text="epoch", row=3, col=1)
+    fig.update_xaxes(tickformat="d", dtick=1 if len(x) <= 15 else None)
     fig.update_layout(height=560, title=title or None, margin=dict(t=40, b=10))
     return fig
 

@@ -7,6 +7,9 @@ import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+# Names registered in fer_core.model.MODELS (kept here so UIs need not import TensorFlow).
+ARCHITECTURES: tuple[str, ...] = ("resnet10", "resnet18", "resnet34", "resnet50_transfer")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -63,6 +66,7 @@ class TrainConfig:
     def validated(self) -> TrainConfig:
         """Return self, or raise ValueError with a message that names the bad setting."""
         choices = {
+            "arch": ARCHITECTURES,
             "optimizer": ("sgd", "adam", "adamw"),
             "schedule": ("cosine", "plateau", "constant"),
             "class_weights": ("none", "balanced", "sqrt"),

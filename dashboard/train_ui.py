@@ -1,0 +1,94 @@
+"""Widgets and pure helpers for the Train page."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import streamlit as st
+
+from fer_core.config import ARCHITECTURES, TrainConfig
+
+DEFAULTS = TrainConfig()
+
+
+def config_form(data_root: str) -> TrainConfig | None:
+    """The new-run form; returns the validated config when Launch is pressed, else None."""
+    with st.form("new_run"):
+        c1, c2, c3, c4 = st.columns(4)
+        arch = c1.selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index(DEFAULTS.arch))
+        width = c2.select_slider("Width", [8, 16, 24, 32, 48, 64], value=DEFAULTS.width)
+        epochs = c3.number_input("Epochs", 1, 1000, DEFAULTS.epochs)
+        batch = c4.select_slider("Batch size", [16, 32, 64, 128, 256], value=DEFAULTS.batch_size)
+        c1, c2, c3, c4 = st.columns(4)
+        optimizer = c1.selectbox("Optimizer", ["sgd", "adam", "adamw"])
+        lr = c2.number_input("Learning rate", 1e-5, 1.0, DEFAULTS.learning_rate, format="%.4f")
+        schedule = c3.selectbox("Schedule", ["cosine", "plateau", "constant"])
+        precision = c4.selectbox("Precision", ["auto", "mixed_bfloat16", "float32", "mixed_float16"])
+        c1, c2, c3, c4 = st.columns(4)
+        augment = c1.checkbox("Augmentation", DEFAULTS.augment, help="crop, flip, rotation, translation, zoom")
+        erasing = c2.slider("Random erasing p", 0.0, 1.0, DEFAULTS.erasing, 0.05)
+        class_weights = c3.selectbox("Class weights", ["none", "sqrt", "balanced"])
+        smoothing = c4.slider("Label smoothing", 0.0, 0.3, DEFAULTS.label_smoothing, 0.05)
+        c1, c2, c3, c4 = st.columns(4)
+        mixup = c1.slider("Mixup alpha", 0.0, 1.0, DEFAULTS.mixup, 0.1)
+        early = c2.number_input("Early stopping patience (0 = off)", 0, 100, DEFAULTS.early_stopping)
+        limit = c3.number_input("Use only N training images (0 = all)", 0, 1_000_000, 0)
+        run_name = c4.text_input("Run name (optional)", "")
+        launched = st.form_submit_button("Launch", type="primary")
+    if not launched:
+        return None
+    cfg = dataclasses.replace(
+        DEFAULTS,
+        data=data_root,
+        arch=arch,
+        width=int(width),
+        epochs=int(epochs),
+        batch_size=int(batch),
+        optimizer=optimizer,
+        learning_rate=float(lr),
+        schedule=schedule,
+        precision=precision,
+        augment=augment,
+        erasing=float(erasing),
+        class_weights=class_weights,
+        label_smoothing=float(smoothing),
+        mixup=float(mixup),
+        early_stopping=int(early),
+        max_train_images=int(limit),
+    )
+    st.session_state["new_run_name"] = run_name.strip() or None
+    return cfg.validated()
+
+
+def progress_summary(status: dict, epochs: list[dict], progress: dict | None, total_epochs: int) -> dict:
+    """What the live view shows: epoch x of N, batch fraction, images/s and an ETA in seconds.
+
+    The ETA uses the median duration of the last finished epochs; before the first epoch ends it
+    extrapolates from the current epoch's progress. Pure (no UI), so it is tested directly.
+    """
+    done = epochs[-1]["epoch"] if epochs else 0
+    running = status.get("state") == "running"
+    current = done + 1 if running and done < total_epochs else done
+    frac = progress["step"] / max(progress["steps"], 1) if progress else 0.0
+    ips = (progress or {}).get("images_per_s") or (epochs[-1].get("images_per_s") if epochs else None)
+    eta = None
+    if running:
+        secs = [e["seconds"] for e in epochs[-5:] if e.get("seconds")]
+        if secs:
+            per_epoch = sorted(secs)[len(secs) // 2]
+        elif progress and frac > 0:
+            per_epoch = (progress["time"] - progress.get("epoch_start", progress["time"])) / frac or None
+        else:
+            per_epoch = None
+        if per_epoch:
+            eta = per_epoch * max(total_epochs - done - frac, 0.0)
+    return {"epoch": current, "epochs": total_epochs, "batch_fraction": frac, "images_per_s": ips, "eta_s": eta}
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"

@@ -1,0 +1,112 @@
+"""Train page over prepared run folders (AppTest), and its pure helpers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboard import resources
+from dashboard.train_ui import format_eta, progress_summary
+from fer_core.config import TrainConfig
+from fer_core.runs import write_json_atomic
+
+from .conftest import REPO, SAMPLE
+
+PAGE = str(REPO / "pages" / "2_Train.py")
+
+
+def make_run(runs_dir, name, state, epochs_done, total=10, error=None, pid=None):
+    d = runs_dir / name
+    d.mkdir(parents=True)
+    TrainConfig(data=str(SAMPLE), epochs=total).save(d / "config.json")
+    write_json_atomic(
+        d / "status.json", {"state": state, "pid": pid, "started": f"2026-11-2{len(name)}T00:00:00", "error": error}
+    )
+    with open(d / "metrics.jsonl", "w") as f:
+        for e in range(1, epochs_done + 1):
+            f.write(
+                json.dumps(
+                    {
+                        "type": "epoch",
+                        "epoch": e,
+                        "loss": 2 - 0.1 * e,
+                        "accuracy": 0.2 + 0.03 * e,
+                        "val_loss": 2.1 - 0.1 * e,
+                        "val_accuracy": 0.18 + 0.03 * e,
+                        "lr": 0.05,
+                        "seconds": 100.0,
+                        "images_per_s": 287.0,
+                    }
+                )
+                + "\n"
+            )
+    (d / "train.log").write_text("epoch 1/10 ...\nTraceback (most recent call last):\nMemoryError: boom\n")
+    return d
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    d = tmp_path / "runs"
+    monkeypatch.setattr(resources, "RUNS_DIR", d)
+    monkeypatch.setenv("FER_DATA", str(SAMPLE))
+    return d
+
+
+def test_train_page_without_runs(runs_dir):
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert any("No runs yet" in i.value for i in at.info)
+
+
+def test_train_page_shows_runs_curves_and_failures(runs_dir):
+    make_run(runs_dir, "good", "finished", 5)
+    make_run(runs_dir, "broken", "failed", 2, error="MemoryError: boom (out of memory: lower batch_size or width)")
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {"good", "broken"}
+    assert dict(zip(table["run"], table["state"], strict=True)) == {"good": "finished", "broken": "failed"}
+    run_box = next(s for s in at.selectbox if s.label == "Run")
+    run_box.select("broken").run()
+    assert not at.exception
+    assert any("out of memory" in e.value for e in at.error)
+    assert any("MemoryError: boom" in c.value for c in at.code)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["State"] == "failed" and metrics["Epoch"] == "2 of 10"
+    run_box = next(s for s in at.selectbox if s.label == "Run")
+    run_box.select("good").run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["State"] == "finished" and metrics["Epoch"] == "5 of 10"
+    # Compare: both runs offered and overlaid.
+    compare = next(m for m in at.multiselect if m.label == "Runs to compare")
+    assert set(compare.value) == {"good", "broken"}
+
+
+def test_progress_summary_and_eta():
+    epochs = [{"epoch": e, "seconds": s, "images_per_s": 100.0} for e, s in [(1, 300), (2, 100), (3, 110)]]
+    progress = {"epoch": 4, "step": 50, "steps": 100, "images_per_s": 120.0, "time": 1000.0, "epoch_start": 950.0}
+    s = progress_summary({"state": "running"}, epochs, progress, 10)
+    assert s["epoch"] == 4 and s["batch_fraction"] == 0.5 and s["images_per_s"] == 120.0
+    assert s["eta_s"] == pytest.approx(110 * 6.5)  # median of recent epochs x remaining 6.5 epochs
+    first = progress_summary({"state": "running"}, [], progress, 10)
+    assert first["eta_s"] == pytest.approx(100 * 10 - 50)  # 50 s for half an epoch -> 100 s per epoch
+    done = progress_summary({"state": "finished"}, epochs, None, 3)
+    assert done["epoch"] == 3 and done["eta_s"] is None
+    assert format_eta(3725) == "1h 02m" and format_eta(65) == "1m 05s" and format_eta(None) == "–"
+
+
+def test_launch_from_page_refused_while_a_job_runs(runs_dir):
+    from fer_core import jobs
+
+    lock = jobs.RunsLock(runs_dir)
+    lock.acquire("busy-run")
+    try:
+        at = AppTest.from_file(PAGE, default_timeout=60).run()
+        at.button(key="FormSubmitter:new_run-Launch").click().run()
+        assert not at.exception
+        assert any("another training job is running: busy-run" in e.value for e in at.error)
+    finally:
+        lock.release()
+    assert not any(p.is_dir() and p.name != ".train.lock" for p in runs_dir.iterdir())
