@@ -49,7 +49,9 @@ def confused_pairs(cm: np.ndarray, class_names, top: int = 5) -> list[dict]:
     rn = normalise_rows(cm)
     pairs = [
         {"true": class_names[i], "predicted": class_names[j], "count": int(cm[i, j]), "rate": float(rn[i, j])}
-        for i in range(len(cm)) for j in range(len(cm)) if i != j and cm[i, j] > 0
+        for i in range(len(cm))
+        for j in range(len(cm))
+        if i != j and cm[i, j] > 0
     ]
     pairs.sort(key=lambda p: (-p["count"], p["true"], p["predicted"]))
     return pairs[:top]
@@ -99,7 +101,9 @@ def compute_metrics(y_true, probs, class_names) -> dict:
     }
 
 
-def evaluate_arrays(model, card: dict, images: np.ndarray, labels: np.ndarray, class_names, tta: str) -> tuple[dict, np.ndarray]:
+def evaluate_arrays(
+    model, card: dict, images: np.ndarray, labels: np.ndarray, class_names, tta: str
+) -> tuple[dict, np.ndarray]:
     """(metrics, probabilities) of a model on (N, 48, 48) faces with its card's crop size."""
     from fer_core.preprocess import predict_proba
 
@@ -110,16 +114,21 @@ def evaluate_arrays(model, card: dict, images: np.ndarray, labels: np.ndarray, c
 def save_predictions(path: str | Path, labels, probs, sources, class_names) -> None:
     """Predictions as a small .npz (float16 probabilities) for viewers that have no dataset."""
     np.savez_compressed(
-        path, labels=np.asarray(labels, np.int8), probs=np.asarray(probs, np.float16),
-        sources=np.asarray(sources).astype(str), class_names=np.asarray(class_names).astype(str),
+        path,
+        labels=np.asarray(labels, np.int8),
+        probs=np.asarray(probs, np.float16),
+        sources=np.asarray(sources).astype(str),
+        class_names=np.asarray(class_names).astype(str),
     )
 
 
 def load_predictions(path: str | Path) -> dict:
     with np.load(path, allow_pickle=False) as z:
         return {
-            "labels": z["labels"].astype(np.int64), "probs": z["probs"].astype(np.float32),
-            "sources": z["sources"], "class_names": tuple(z["class_names"].tolist()),
+            "labels": z["labels"].astype(np.int64),
+            "probs": z["probs"].astype(np.float32),
+            "sources": z["sources"],
+            "class_names": tuple(z["class_names"].tolist()),
         }
 
 

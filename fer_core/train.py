@@ -265,6 +265,28 @@ def current_lr(optimizer) -> float:
         return float(np.asarray(lr(optimizer.iterations)))
 
 
+def build_model(cfg: TrainConfig, num_classes: int, steps_per_epoch: int):
+    """The config's architecture, compiled with its optimizer, schedule and loss (under the
+    current mixed-precision policy and distribution scope)."""
+    import keras
+
+    from fer_core.model import create_model
+
+    model = create_model(
+        cfg.arch,
+        width=cfg.width,
+        input_shape=(cfg.crop_size, cfg.crop_size, 1),
+        num_classes=num_classes,
+        dropout=cfg.dropout,
+    )
+    model.compile(
+        optimizer=make_optimizer(cfg, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        metrics=["accuracy"],
+    )
+    return model
+
+
 # ----------------------------------------------------------------------------- callbacks
 
 
@@ -479,7 +501,6 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
 
     from fer_core.card import make_card
     from fer_core.data import load_dataset
-    from fer_core.model import create_model
 
     keras.utils.set_random_seed(cfg.seed)
     precision = resolve_precision(cfg.precision)
@@ -499,18 +520,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     )
 
     with strategy.scope():
-        model = create_model(
-            cfg.arch,
-            width=cfg.width,
-            input_shape=(cfg.crop_size, cfg.crop_size, 1),
-            num_classes=num_classes,
-            dropout=cfg.dropout,
-        )
-        model.compile(
-            optimizer=make_optimizer(cfg, steps),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-            metrics=["accuracy"],
-        )
+        model = build_model(cfg, num_classes, steps)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         _patch_keras_for_multiworker(model)
     print(f"model {model.name}: {model.count_params():,} parameters", flush=True)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-
-# Load the dashboard package (and with it pylibsrtp) before any test imports TensorFlow:
-# pylibsrtp segfaults at import once TensorFlow is loaded (see dashboard/__init__.py).
-import dashboard  # noqa: F401, I001
 from pathlib import Path
 
 import pytest
+
+# Load the dashboard package (and with it pylibsrtp) before any test imports TensorFlow:
+# pylibsrtp segfaults at import once TensorFlow is loaded (see dashboard/__init__.py).
+import dashboard  # noqa: F401
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
