@@ -118,25 +118,13 @@ def make_baseline_dataset(x: np.ndarray, y: np.ndarray, cfg, steps: int, seed: i
 
 
 def build_model(cfg, precision: str, num_classes: int, steps: int):
-    """The default architecture under `precision`, compiled as fer_core.train does it."""
+    """The default architecture under `precision`, built and compiled by fer_core.train itself."""
     import keras
 
-    from fer_core.model import create_model
-    from fer_core.train import make_optimizer
+    from fer_core.train import build_model as build_training_model
 
     keras.mixed_precision.set_global_policy(precision)
-    model = create_model(
-        cfg.arch,
-        width=cfg.width,
-        input_shape=(cfg.crop_size, cfg.crop_size, 1),
-        num_classes=num_classes,
-        dropout=cfg.dropout,
-    )
-    model.compile(
-        optimizer=make_optimizer(cfg, steps),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-        metrics=["accuracy"],
-    )
+    model = build_training_model(cfg, num_classes, steps)
     keras.mixed_precision.set_global_policy("float32")
     return model
 
