@@ -185,13 +185,13 @@ def evaluate_model_files(model_path: str | Path, ds, tta: str) -> dict:
     out.mkdir(exist_ok=True)
     summary = {}
     for split in ("val", "test"):
-        sub = ds.split(split)
-        if len(sub) == 0:
+        if not (ds.splits == split).any():
             continue
-        metrics, probs = evaluate_arrays(model, card, sub.images, sub.labels, ds.class_names, tta)
-        metrics.update(split=split, tta=tta)
+        metrics, preds = evaluate_dataset(model, card, ds, split, tta)
         write_json_atomic(out / f"{split}_metrics.json", metrics)
-        save_predictions(out / f"{split}_predictions.npz", sub.labels, probs, sub.sources, ds.class_names)
+        save_predictions(
+            out / f"{split}_predictions.npz", preds["labels"], preds["probs"], preds["sources"], preds["class_names"]
+        )
         summary[split] = {"accuracy": metrics["accuracy"], "n": metrics["n"], "tta": tta}
         card["metrics"][f"{split}_accuracy"] = metrics["accuracy"]
         card["metrics"][f"{split}_recall"] = {k: v["recall"] for k, v in metrics["per_class"].items()}
