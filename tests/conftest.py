@@ -39,3 +39,27 @@ def sample_dataset():
     from fer_core.data import load_dataset
 
     return load_dataset(SAMPLE, cache_dir="")
+
+
+def make_tiny_model(
+    folder: Path, *, tta: str = "none", labels=None, margin: float = 0.1, policy: str = "float32", name: str = "tiny"
+) -> Path:
+    """A small untrained ResNet-10 (width 8, 44x44 input) built under a dtype `policy`, saved with its card."""
+    import keras
+
+    from fer_core.card import make_card, save_card
+    from fer_core.constants import EMOTIONS
+    from fer_core.model import create_model
+
+    labels = EMOTIONS if labels is None else labels
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.keras"
+    old = keras.config.dtype_policy().name
+    keras.config.set_dtype_policy(policy)
+    try:
+        model = create_model("resnet10", width=8, input_shape=(44, 44, 1), num_classes=len(labels))
+    finally:
+        keras.config.set_dtype_policy(old)
+    model.save(path)
+    save_card(path, make_card(name=name, class_names=labels, crop_size=44, tta=tta, face_margin=margin))
+    return path

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_core.card import card_path, load_card, make_card, save_card
+from fer_core.card import card_path, load_card
 from fer_core.constants import EMOTIONS
 from fer_core.export import (
     FORMATS,
@@ -22,27 +22,14 @@ from fer_core.export import (
     parity_inputs,
     parity_path,
 )
+from tests.conftest import make_tiny_model
 
 SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "savedmodel": "_savedmodel"}
 
 
 def _save_tiny(folder: Path, policy: str = "float32") -> Path:
     """An untrained ResNet-10 (width 8) built under `policy`, saved with its card."""
-    import keras
-
-    from fer_core.model import create_model
-
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"tiny_{policy}.keras"
-    old = keras.config.dtype_policy().name
-    keras.config.set_dtype_policy(policy)
-    try:
-        model = create_model("resnet10", width=8, input_shape=(44, 44, 1))
-    finally:
-        keras.config.set_dtype_policy(old)
-    model.save(path)
-    save_card(path, make_card(name=f"tiny_{policy}", class_names=EMOTIONS, crop_size=44))
-    return path
+    return make_tiny_model(folder, policy=policy, name=f"tiny_{policy}")
 
 
 @pytest.fixture(scope="module")

@@ -8,23 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_core.card import CardError, load_card, make_card, save_card
+from fer_core.card import CardError, load_card
 from fer_core.constants import EMOTIONS
 from fer_core.images import ImageError, decode_image
 from fer_core.inference import DEFAULT_MODEL_PATH, EmotionSmoother, Face, Recognizer, annotate, crop_face
-from tests.conftest import SHARED_PHOTOS, needs_shared_photos
-
-
-def make_tiny_model(folder: Path, *, tta: str = "none", labels=EMOTIONS, margin: float = 0.1) -> Path:
-    """A small untrained ResNet-10 (width 8, 44x44 input) saved with its card; fast to build and run."""
-    from fer_core.model import create_model
-
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "tiny.keras"
-    model = create_model("resnet10", width=8, input_shape=(44, 44, 1), num_classes=len(labels))
-    model.save(path)
-    save_card(path, make_card(name="tiny", class_names=labels, crop_size=44, tta=tta, face_margin=margin))
-    return path
+from tests.conftest import SHARED_PHOTOS, make_tiny_model, needs_shared_photos
 
 
 @pytest.fixture(scope="session")
