@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import time
 from pathlib import Path
 
 from fer_core.config import TrainConfig
@@ -75,7 +76,7 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args) -> int:
     from fer_core.jobs import RunsLock
-    from fer_core.runs import new_run_id
+    from fer_core.runs import append_jsonl, new_run_id, read_metrics
     from fer_core.train import train
 
     overrides = {f.name: getattr(args, f.name) for f in _TRAIN_FLAGS if getattr(args, f.name) is not None}
@@ -91,7 +92,18 @@ def cmd_train(args) -> int:
             raise ValueError(
                 f"--resume keeps the run's config; drop {', '.join(sorted(extra))} (only --epochs may change)."
             )
-        if "epochs" in overrides:
+        if "epochs" in overrides and overrides["epochs"] != cfg.epochs:
+            done = read_metrics(run_dir)[0]
+            append_jsonl(
+                run_dir / "metrics.jsonl",
+                {
+                    "type": "epochs_changed",
+                    "after_epoch": done[-1]["epoch"] if done else 0,
+                    "from": cfg.epochs,
+                    "to": overrides["epochs"],
+                    "time": time.time(),
+                },
+            )
             cfg = dataclasses.replace(cfg, epochs=overrides["epochs"])
             cfg.save(run_dir / "config.json")
     else:

@@ -156,6 +156,7 @@ def promote(run_dir: str | Path, dest: str | Path, ds, tta: str = "tencrop") -> 
     import shutil
 
     from fer_core.card import load_card, save_card
+    from fer_core.runs import training_history
 
     run_dir, dest = Path(run_dir), Path(dest)
     src = run_dir / "model.keras"
@@ -166,6 +167,7 @@ def promote(run_dir: str | Path, dest: str | Path, ds, tta: str = "tencrop") -> 
     card = load_card(src)
     card["name"] = dest.stem
     card["source_run"] = run_dir.name
+    card["training_history"] = training_history(run_dir)
     save_card(dest, card)
     shutil.rmtree(eval_dir_for(dest), ignore_errors=True)
     evaluate_model_files(dest, ds, tta)

@@ -4,7 +4,8 @@ Pure file I/O with no TensorFlow, so the dashboard can read runs cheaply.
 
     runs/<run-id>/config.json     resolved TrainConfig
                   status.json     {"state", "pid", "started", "updated", "finished", "error", ...}
-                  metrics.jsonl   {"type": "epoch", ...} per epoch, {"type": "progress", ...} within one
+                  metrics.jsonl   {"type": "epoch", ...} per epoch, {"type": "progress", ...} within one,
+                                  {"type": "epochs_changed", ...} when a resume changed the epoch count
                   train.log       the training process's stdout/stderr
                   backup/         keras BackupAndRestore state (resume)
                   model.keras     best checkpoint on val, with model.json (its model card)
@@ -114,6 +115,36 @@ def read_metrics(run_dir: str | Path) -> tuple[list[dict], dict | None]:
     if progress is not None and rows and progress.get("epoch", 0) <= rows[-1]["epoch"]:
         progress = None
     return rows, progress
+
+
+def training_history(run_dir: str | Path) -> dict:
+    """What a run really did, for a model card: epochs finished, time spent, the learning rate
+    and val accuracy of every epoch, and any change of the epoch count on resume (which
+    reshapes a cosine schedule from that point on, so config.json alone does not tell it)."""
+    rows, _ = read_metrics(run_dir)
+    changes = []
+    try:
+        with open(Path(run_dir) / "metrics.jsonl") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue
+                if row.get("type") == "epochs_changed":
+                    changes.append({k: row[k] for k in ("after_epoch", "from", "to") if k in row})
+    except OSError:
+        pass
+
+    def col(key, digits):
+        return [round(float(r[key]), digits) if key in r else None for r in rows]
+
+    return {
+        "epochs_finished": rows[-1]["epoch"] if rows else 0,
+        "train_seconds": round(sum(float(r.get("seconds", 0.0)) for r in rows), 1),
+        "lr_by_epoch": col("lr", 6),
+        "val_accuracy_by_epoch": col("val_accuracy", 4),
+        "epochs_changed": changes,
+    }
 
 
 def append_jsonl(path: str | Path, row: dict) -> None:

@@ -104,8 +104,9 @@ def test_sigkill_mid_epoch_then_resume_continues_from_last_finished_epoch(tmp_pa
     assert runs.read_status(run_dir)["state"] == "failed"  # a dead 'running' process reads as failed
     meta = json.loads((run_dir / "backup" / "training_metadata.json").read_text())
     assert meta["epoch"] == 2
+    # Resume with a longer run: the epoch count is the one setting a resume may change.
     r = subprocess.run(
-        [sys.executable, "-m", "fer_core", "train", "--run-dir", str(run_dir), "--resume"],
+        [sys.executable, "-m", "fer_core", "train", "--run-dir", str(run_dir), "--resume", "--epochs", "5"],
         capture_output=True,
         text=True,
         env=ENV,
@@ -113,14 +114,34 @@ def test_sigkill_mid_epoch_then_resume_continues_from_last_finished_epoch(tmp_pa
         cwd=REPO,
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "epoch 1/4" not in r.stdout and "epoch 2/4" not in r.stdout
-    assert "epoch 3/4" in r.stdout and "epoch 4/4" in r.stdout
+    assert "epoch 1/5" not in r.stdout and "epoch 2/5" not in r.stdout
+    assert "epoch 3/5" in r.stdout and "epoch 5/5" in r.stdout
     status = runs.read_status(run_dir)
     assert status["state"] == "finished" and status["resumed"] is True
+    assert TrainConfig.load(run_dir / "config.json").epochs == 5
     epochs, _ = runs.read_metrics(run_dir)
-    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4, 5]
     # The learning-rate schedule continued (cosine reaches 0 at the last epoch), it did not restart.
-    assert epochs[-1]["lr"] < 1e-6 < epochs[1]["lr"]
+    assert epochs[-1]["lr"] < 1e-6 < epochs[1]["lr"] and epochs[2]["lr"] < epochs[1]["lr"]
+
+    # Promoting the run puts what really happened into the shipped card.
+    out = tmp_path / "models" / "promoted.keras"
+    r = subprocess.run(
+        [sys.executable, "-m", "fer_core", "promote", str(run_dir), "--out", str(out), "--tta", "flip"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = json.loads(out.with_suffix(".json").read_text())
+    history = card["training_history"]
+    assert history["epochs_finished"] == 5 and history["epochs_changed"] == [{"after_epoch": 2, "from": 4, "to": 5}]
+    assert history["lr_by_epoch"] == [round(e["lr"], 6) for e in epochs]
+    assert len(history["val_accuracy_by_epoch"]) == 5 and history["train_seconds"] > 0
+    assert card["tta"] == "flip" and card["metrics"]["val_n"] == 210 and card["source_run"] == "r2"
+    assert (out.parent / "promoted.eval" / "val_predictions.npz").is_file()
 
 
 @pytest.mark.slow
