@@ -145,7 +145,21 @@ def cmd_promote(args) -> int:
     cfg = load_card(Path(args.run_dir) / "model.keras")["training"]
     ds = load_dataset(args.data or cfg["data"])
     dest = Path(args.out) if args.out else REPO / "models" / f"{args.name}.keras"
-    card = promote(args.run_dir, dest, ds, tta=args.tta)
+    bar = None
+    if args.recalibrate_bn:
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, desc="BatchNorm statistics", unit="face", disable=None, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    card = promote(
+        args.run_dir, dest, ds, tta=args.tta, recalibrate_bn=args.recalibrate_bn, progress=progress if bar else None
+    )
+    if bar is not None:
+        bar.close()
     m = card["metrics"]
     print(
         f"{dest}: best epoch {m.get('best_epoch')}, val accuracy {m.get('val_accuracy', float('nan')):.4f} "
@@ -176,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="model path to write instead of models/NAME.keras")
     p.add_argument("--data", help="dataset to evaluate on (default: the run's training data)")
     p.add_argument("--tta", default="tencrop", choices=["none", "flip", "tencrop"], help="default: tencrop")
+    p.add_argument(
+        "--recalibrate-bn",
+        action="store_true",
+        help="recompute BatchNorm statistics on clean centre crops of the training split before evaluating",
+    )
     p.set_defaults(func=cmd_promote)
 
     for name in ("evaluate", "predict", "export", "serve"):

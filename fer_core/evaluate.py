@@ -146,9 +146,14 @@ def evaluate_run(run_dir: str | Path, ds, tta: str = "tencrop") -> dict:
     return evaluate_model_files(Path(run_dir) / "model.keras", ds, tta)
 
 
-def promote(run_dir: str | Path, dest: str | Path, ds, tta: str = "tencrop") -> dict:
+def promote(
+    run_dir: str | Path, dest: str | Path, ds, tta: str = "tencrop", *, recalibrate_bn: bool = False, progress=None
+) -> dict:
     """Copy a run's best model to `dest` (e.g. models/fer_resnet.keras) with its card, evaluated
     on the dataset's val (and test) split with `tta`; stored predictions go to eval_dir_for(dest).
+
+    With `recalibrate_bn`, the copy's BatchNorm statistics are first recomputed on clean
+    centre crops of the dataset's training split (`fer_core.finalize`); the card records it.
 
     Returns:
         The new card.
@@ -168,6 +173,20 @@ def promote(run_dir: str | Path, dest: str | Path, ds, tta: str = "tencrop") -> 
     card["name"] = dest.stem
     card["source_run"] = run_dir.name
     card["training_history"] = training_history(run_dir)
+    if recalibrate_bn:
+        import keras
+
+        from fer_core.finalize import recalibrate_batchnorm
+
+        train = ds.split("train")
+        if len(train) == 0:
+            raise ValueError("recalibrating BatchNorm needs the dataset's training split; this dataset has none.")
+        model = keras.models.load_model(dest, compile=False)
+        n_layers = recalibrate_batchnorm(model, train.images, card["input"]["crop_size"], progress=progress)
+        model.save(dest)
+        card["finalize"] = {
+            "batchnorm_recalibrated": {"layers": n_layers, "split": "train", "faces": len(train), "views": "centre"}
+        }
     save_card(dest, card)
     shutil.rmtree(eval_dir_for(dest), ignore_errors=True)
     evaluate_model_files(dest, ds, tta)

@@ -127,7 +127,18 @@ def test_sigkill_mid_epoch_then_resume_continues_from_last_finished_epoch(tmp_pa
     # Promoting the run puts what really happened into the shipped card.
     out = tmp_path / "models" / "promoted.keras"
     r = subprocess.run(
-        [sys.executable, "-m", "fer_core", "promote", str(run_dir), "--out", str(out), "--tta", "flip"],
+        [
+            sys.executable,
+            "-m",
+            "fer_core",
+            "promote",
+            str(run_dir),
+            "--out",
+            str(out),
+            "--tta",
+            "flip",
+            "--recalibrate-bn",
+        ],
         capture_output=True,
         text=True,
         env=ENV,
@@ -142,6 +153,8 @@ def test_sigkill_mid_epoch_then_resume_continues_from_last_finished_epoch(tmp_pa
     assert len(history["val_accuracy_by_epoch"]) == 5 and history["train_seconds"] > 0
     assert card["tta"] == "flip" and card["metrics"]["val_n"] == 210 and card["source_run"] == "r2"
     assert (out.parent / "promoted.eval" / "val_predictions.npz").is_file()
+    recal = card["finalize"]["batchnorm_recalibrated"]
+    assert recal["faces"] == 350 and recal["split"] == "train" and recal["layers"] > 5
 
 
 @pytest.mark.slow
