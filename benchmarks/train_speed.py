@@ -138,17 +138,10 @@ def timed_fit(model, data, epochs: int, steps: int) -> tuple[float, float]:
 
 def recorded_epochs(run_dir: Path) -> dict | None:
     """Per-epoch seconds from a training run's metrics.jsonl (and what that run trained)."""
-    metrics = run_dir / "metrics.jsonl"
-    if not metrics.exists():
-        return None
-    rows = {}
-    for line in metrics.read_text().splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line being written right now
-        if row.get("type") == "epoch":
-            rows[int(row["epoch"])] = float(row["seconds"])  # a resumed epoch: the last one counts
+    from fer_core.runs import read_metrics
+
+    # One row per epoch; a resumed epoch: the last one counts.
+    rows = {int(r["epoch"]): float(r["seconds"]) for r in read_metrics(run_dir)[0]}
     if not rows:
         return None
     epochs = sorted(rows)

@@ -145,21 +145,14 @@ def cmd_promote(args) -> int:
     cfg = load_card(Path(args.run_dir) / "model.keras")["training"]
     ds = load_dataset(args.data or cfg["data"])
     dest = Path(args.out) if args.out else REPO / "models" / f"{args.name}.keras"
-    bar = None
-    if args.recalibrate_bn:
-        from tqdm import tqdm
-
-        bar = tqdm(total=0, desc="BatchNorm statistics", unit="face", disable=None, file=sys.stderr)
-
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
-
     card = promote(
-        args.run_dir, dest, ds, tta=args.tta, recalibrate_bn=args.recalibrate_bn, progress=progress if bar else None
+        args.run_dir,
+        dest,
+        ds,
+        tta=args.tta,
+        recalibrate_bn=args.recalibrate_bn,
+        progress=_progress("BatchNorm statistics") if args.recalibrate_bn else None,
     )
-    if bar is not None:
-        bar.close()
     m = card["metrics"]
     print(
         f"{dest}: best epoch {m.get('best_epoch')}, val accuracy {m.get('val_accuracy', float('nan')):.4f} "

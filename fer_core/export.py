@@ -58,14 +58,9 @@ def parity_path(out: str | Path) -> Path:
 
 def is_mixed_precision(model) -> bool:
     """True when any layer computes in a dtype other than float32 (e.g. mixed_bfloat16)."""
-    return any(layer.dtype_policy.compute_dtype != "float32" for layer in _all_layers(model))
+    from fer_core.model import all_layers
 
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):  # a nested model (ResNet50Transfer's backbone)
-            yield from _all_layers(layer)
+    return any(layer.dtype_policy.compute_dtype != "float32" for layer in all_layers(model))
 
 
 def float32_clone(model):
@@ -340,7 +335,9 @@ def export_model(
 
 
 def _policy_name(model) -> str:
-    names = sorted({layer.dtype_policy.name for layer in _all_layers(model)} - {"float32"})
+    from fer_core.model import all_layers
+
+    names = sorted({layer.dtype_policy.name for layer in all_layers(model)} - {"float32"})
     return names[0] if names else "float32"
 
 

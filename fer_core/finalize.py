@@ -22,13 +22,9 @@ def batchnorm_layers(model) -> list:
     """Every BatchNormalization layer of `model`, nested models included, in call order."""
     import keras
 
-    out = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            out.append(layer)
-        elif isinstance(layer, keras.Model):
-            out.extend(batchnorm_layers(layer))
-    return out
+    from fer_core.model import all_layers
+
+    return [layer for layer in all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
 
 
 def recalibrate_batchnorm(

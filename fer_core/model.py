@@ -146,6 +146,14 @@ def create_model(name: str, **kwargs) -> keras.Model:
     return MODELS[name](**kwargs)
 
 
+def all_layers(model):
+    """Every layer of `model`, nested models' layers included (ResNet50Transfer's backbone), in order."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from all_layers(layer)
+
+
 def last_conv_layer_name(model: keras.Model) -> str:
     """Name of the last convolutional block's output, the usual Grad-CAM target."""
     for layer in reversed(model.layers):

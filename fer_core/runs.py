@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,24 +94,29 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def read_metrics(run_dir: str | Path) -> tuple[list[dict], dict | None]:
-    """(epoch rows, one per epoch, last write wins; the latest progress row or None)."""
-    epochs: dict[int, dict] = {}
-    progress = None
+def metrics_rows(run_dir: str | Path) -> Iterator[dict]:
+    """Every complete row of a run's metrics.jsonl, in order (none when the file is missing)."""
     try:
         with open(Path(run_dir) / "metrics.jsonl") as f:
             for line in f:
                 try:
-                    row = json.loads(line)
+                    yield json.loads(line)
                 except ValueError:
                     continue  # a line being written right now
-                if row.get("type") == "epoch":
-                    epochs[int(row["epoch"])] = row
-                    progress = None
-                elif row.get("type") == "progress":
-                    progress = row
     except OSError:
-        pass
+        return
+
+
+def read_metrics(run_dir: str | Path) -> tuple[list[dict], dict | None]:
+    """(epoch rows, one per epoch, last write wins; the latest progress row or None)."""
+    epochs: dict[int, dict] = {}
+    progress = None
+    for row in metrics_rows(run_dir):
+        if row.get("type") == "epoch":
+            epochs[int(row["epoch"])] = row
+            progress = None
+        elif row.get("type") == "progress":
+            progress = row
     rows = [epochs[k] for k in sorted(epochs)]
     if progress is not None and rows and progress.get("epoch", 0) <= rows[-1]["epoch"]:
         progress = None
@@ -122,18 +128,11 @@ def training_history(run_dir: str | Path) -> dict:
     and val accuracy of every epoch, and any change of the epoch count on resume (which
     reshapes a cosine schedule from that point on, so config.json alone does not tell it)."""
     rows, _ = read_metrics(run_dir)
-    changes = []
-    try:
-        with open(Path(run_dir) / "metrics.jsonl") as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if row.get("type") == "epochs_changed":
-                    changes.append({k: row[k] for k in ("after_epoch", "from", "to") if k in row})
-    except OSError:
-        pass
+    changes = [
+        {k: row[k] for k in ("after_epoch", "from", "to") if k in row}
+        for row in metrics_rows(run_dir)
+        if row.get("type") == "epochs_changed"
+    ]
 
     def col(key, digits):
         return [round(float(r[key]), digits) if key in r else None for r in rows]

@@ -27,8 +27,17 @@ TINY = ["--arch", "resnet10", "--width", "16", "--batch-size", "32", "--eval-tta
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
 
 
+def fer_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "fer_core", *args]
+
+
+def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """A finished CLI process, its output captured as text."""
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout, cwd=REPO)
+
+
 def train_cmd(run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "fer_core", "train", "--data", str(SAMPLE), "--run-dir", str(run_dir), *TINY, *extra]
+    return fer_cli("train", "--data", str(SAMPLE), "--run-dir", str(run_dir), *TINY, *extra)
 
 
 def wait_for(predicate, timeout: float, what: str, proc=None):
@@ -59,9 +68,7 @@ def epoch_rows(run_dir: Path) -> list[int]:
 @pytest.mark.slow
 def test_two_epoch_run_writes_every_file(tmp_path):
     run_dir = tmp_path / "runs" / "r1"
-    r = subprocess.run(
-        train_cmd(run_dir, "--epochs", "2"), capture_output=True, text=True, env=ENV, timeout=300, cwd=REPO
-    )
+    r = run(train_cmd(run_dir, "--epochs", "2"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "epoch 1/2" in r.stdout and "epoch 2/2" in r.stdout
     for name in ("config.json", "status.json", "metrics.jsonl", "model.keras", "model.json", "best.json"):
@@ -105,14 +112,7 @@ def test_sigkill_mid_epoch_then_resume_continues_from_last_finished_epoch(tmp_pa
     meta = json.loads((run_dir / "backup" / "training_metadata.json").read_text())
     assert meta["epoch"] == 2
     # Resume with a longer run: the epoch count is the one setting a resume may change.
-    r = subprocess.run(
-        [sys.executable, "-m", "fer_core", "train", "--run-dir", str(run_dir), "--resume", "--epochs", "5"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-        cwd=REPO,
-    )
+    r = run(fer_cli("train", "--run-dir", str(run_dir), "--resume", "--epochs", "5"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "epoch 1/5" not in r.stdout and "epoch 2/5" not in r.stdout
     assert "epoch 3/5" in r.stdout and "epoch 5/5" in r.stdout
@@ -126,25 +126,7 @@ def test_sigkill_mid_epoch_then_resume_continues_from_last_finished_epoch(tmp_pa
 
     # Promoting the run puts what really happened into the shipped card.
     out = tmp_path / "models" / "promoted.keras"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fer_core",
-            "promote",
-            str(run_dir),
-            "--out",
-            str(out),
-            "--tta",
-            "flip",
-            "--recalibrate-bn",
-        ],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=300,
-        cwd=REPO,
-    )
+    r = run(fer_cli("promote", str(run_dir), "--out", str(out), "--tta", "flip", "--recalibrate-bn"))
     assert r.returncode == 0, r.stderr[-3000:]
     card = json.loads(out.with_suffix(".json").read_text())
     history = card["training_history"]
@@ -202,14 +184,7 @@ def test_cli_refuses_second_job_while_lock_is_held(tmp_path):
     lock = jobs.RunsLock(runs_dir)
     lock.acquire("holder")
     try:
-        r = subprocess.run(
-            train_cmd(runs_dir / "other", "--epochs", "1"),
-            capture_output=True,
-            text=True,
-            env=ENV,
-            timeout=120,
-            cwd=REPO,
-        )
+        r = run(train_cmd(runs_dir / "other", "--epochs", "1"), timeout=120)
         assert r.returncode == 2
         assert "another training job is running" in r.stderr and "holder" in r.stderr
         assert "Traceback" not in r.stderr
@@ -222,37 +197,16 @@ def test_failure_lands_in_status(tmp_path):
     run_dir = tmp_path / "runs" / "bad"
     bad = tmp_path / "bad.csv"
     bad.write_text("emotion,pixels,Usage\n1,1 2 3,Training\n")
-    r = subprocess.run(
-        [sys.executable, "-m", "fer_core", "train", "--data", str(bad), "--run-dir", str(run_dir), *TINY],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=120,
-        cwd=REPO,
-    )
+    r = run(fer_cli("train", "--data", str(bad), "--run-dir", str(run_dir), *TINY), timeout=120)
     assert r.returncode == 1
     st = runs.read_status(run_dir)
     assert st["state"] == "failed" and "row 2: 3 pixel values" in st["error"]
 
 
 def test_bad_arguments_are_one_line_errors(tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "fer_core", "train", "--data", str(tmp_path / "nope")],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=60,
-        cwd=REPO,
-    )
+    r = run(fer_cli("train", "--data", str(tmp_path / "nope")), timeout=60)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "dataset not found" in r.stderr
-    r = subprocess.run(
-        [sys.executable, "-m", "fer_core", "train", "--data", str(SAMPLE), "--optimizer", "rms"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=60,
-        cwd=REPO,
-    )
+    r = run(fer_cli("train", "--data", str(SAMPLE), "--optimizer", "rms"), timeout=60)
     assert r.returncode == 2 and "optimizer must be one of" in r.stderr
 
 
