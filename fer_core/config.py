@@ -43,6 +43,12 @@ class TrainConfig:
     seed: int = 0  # shuffling, augmentation and weight initialisation
     eval_tta: str = "tencrop"  # TTA for the final val/test evaluation: none | flip | tencrop
     max_train_images: int = 0  # use only the first N training images (0 = all); for quick trials
+    init_weights: str = (
+        ""  # start from this .keras model's weights (same arch, width, crop size) instead of random; "" = random
+    )
+    keep_epochs: int = (
+        0  # keep the weights of the last N epochs in the run's epochs/ folder for `promote --average` (0 = none)
+    )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -82,6 +88,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
+        if self.keep_epochs < 0:
+            raise ValueError(f"keep_epochs must be 0 or more. Received: keep_epochs={self.keep_epochs}")
         if not 8 <= self.crop_size <= 48:
             raise ValueError(f"crop_size must be 8..48. Received: crop_size={self.crop_size}")
         if self.learning_rate <= 0:

@@ -146,14 +146,44 @@ def evaluate_run(run_dir: str | Path, ds, tta: str = "tencrop") -> dict:
     return evaluate_model_files(Path(run_dir) / "model.keras", ds, tta)
 
 
+def kept_epochs(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """The per-epoch weight files a run kept (config keep_epochs), as (epoch, path), oldest first."""
+    from fer_core.train import EPOCHS_DIR
+
+    files = sorted((Path(run_dir) / EPOCHS_DIR).glob("epoch_*.weights.h5"))
+    return [(int(f.name.split("_")[1].split(".")[0]), f) for f in files]
+
+
+def average_weights(model, files) -> None:
+    """Set `model`'s weights to the mean of the weight files (same architecture), in float64."""
+    import numpy as np
+
+    total = None
+    for f in files:
+        model.load_weights(f)
+        ws = [np.asarray(w, np.float64) for w in model.get_weights()]
+        total = ws if total is None else [t + w for t, w in zip(total, ws, strict=True)]
+    model.set_weights([(t / len(files)).astype(np.float32) for t in total])
+
+
 def promote(
-    run_dir: str | Path, dest: str | Path, ds, tta: str = "tencrop", *, recalibrate_bn: bool = False, progress=None
+    run_dir: str | Path,
+    dest: str | Path,
+    ds,
+    tta: str = "tencrop",
+    *,
+    recalibrate_bn: bool = False,
+    average: int = 0,
+    progress=None,
 ) -> dict:
     """Copy a run's best model to `dest` (e.g. models/fer_resnet.keras) with its card, evaluated
     on the dataset's val (and test) split with `tta`; stored predictions go to eval_dir_for(dest).
 
-    With `recalibrate_bn`, the copy's BatchNorm statistics are first recomputed on clean
-    centre crops of the dataset's training split (`fer_core.finalize`); the card records it.
+    With `average` N, the model shipped is instead the mean of the weights of the run's last N
+    kept epochs (stochastic weight averaging; the run must have been trained with
+    keep_epochs >= N). Averaged weights need BatchNorm statistics of their own, so it implies
+    `recalibrate_bn`: the BatchNorm statistics are recomputed on clean centre crops of the
+    dataset's training split (`fer_core.finalize`). The card records both.
 
     Returns:
         The new card.
@@ -167,26 +197,43 @@ def promote(
     src = run_dir / "model.keras"
     if not src.exists():
         raise FileNotFoundError(f"{src}: the run has no model yet (no finished epoch).")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, dest)
     card = load_card(src)
+    kept = kept_epochs(run_dir)[-average:] if average else []
+    if average and len(kept) < average:
+        raise ValueError(
+            f"{run_dir}: {len(kept)} epoch weight file(s) kept, {average} asked; "
+            f"train with --keep-epochs {average} or average fewer."
+        )
+    train = ds.split("train")
+    if (average or recalibrate_bn) and len(train) == 0:
+        raise ValueError("recalibrating BatchNorm needs the dataset's training split; this dataset has none.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
     card["name"] = dest.stem
     card["source_run"] = run_dir.name
     card["training_history"] = training_history(run_dir)
-    if recalibrate_bn:
+    if average or recalibrate_bn:
         import keras
 
         from fer_core.finalize import recalibrate_batchnorm
 
-        train = ds.split("train")
-        if len(train) == 0:
-            raise ValueError("recalibrating BatchNorm needs the dataset's training split; this dataset has none.")
-        model = keras.models.load_model(dest, compile=False)
+        model = keras.models.load_model(src, compile=False)
+        finalize = {}
+        if average:
+            average_weights(model, [f for _, f in kept])
+            finalize["weight_average"] = {"epochs": [e for e, _ in kept], "count": len(kept)}
+            # The best-epoch figures describe another set of weights; evaluation below refills metrics.
+            card["metrics"] = {}
         n_layers = recalibrate_batchnorm(model, train.images, card["input"]["crop_size"], progress=progress)
-        model.save(dest)
-        card["finalize"] = {
-            "batchnorm_recalibrated": {"layers": n_layers, "split": "train", "faces": len(train), "views": "centre"}
+        finalize["batchnorm_recalibrated"] = {
+            "layers": n_layers,
+            "split": "train",
+            "faces": len(train),
+            "views": "centre",
         }
+        card["finalize"] = finalize
+        model.save(dest)
+    else:
+        shutil.copyfile(src, dest)
     save_card(dest, card)
     shutil.rmtree(eval_dir_for(dest), ignore_errors=True)
     evaluate_model_files(dest, ds, tta)

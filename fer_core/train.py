@@ -23,6 +23,9 @@ from fer_core.config import TrainConfig
 from fer_core.constants import IMAGE_SIZE
 from fer_core.runs import append_jsonl, now_iso, read_json, update_status, write_json_atomic
 
+# Where a run keeps per-epoch weights (config keep_epochs), read by fer_core.evaluate.promote.
+EPOCHS_DIR = "epochs"
+
 
 class StopRequested(Exception):
     """Raised internally when a stop file appears; the run ends as 'stopped'."""
@@ -287,6 +290,51 @@ def build_model(cfg: TrainConfig, num_classes: int, steps_per_epoch: int):
     return model
 
 
+def initial_weights_origin(cfg: TrainConfig) -> dict:
+    """Check `cfg.init_weights` before any training starts; return what the run's card records.
+
+    The file must exist and, when it has a model card, that card must describe the same
+    architecture, width and crop size (the error names the setting that differs).
+    """
+    from fer_core.card import card_path, load_card
+
+    src = Path(cfg.init_weights)
+    if not src.is_file():
+        raise ValueError(f"init_weights: {src} not found; pass a .keras model file (e.g. models/fer_resnet.keras).")
+    origin: dict = {"path": str(src)}
+    if not card_path(src).exists():
+        return origin
+    card = load_card(src)
+    trained = card.get("training") or {}
+    wanted = {"arch": cfg.arch, "width": cfg.width, "crop_size": cfg.crop_size}
+    have = {"arch": trained.get("arch"), "width": trained.get("width"), "crop_size": card["input"]["crop_size"]}
+    differ = [f"{k} {have[k]} (this run: {v})" for k, v in wanted.items() if have[k] is not None and have[k] != v]
+    if differ:
+        raise ValueError(
+            f"init_weights: {src} has {', '.join(differ)}; train with the same --arch, --width and --crop-size."
+        )
+    metrics = card.get("metrics") or {}
+    origin.update(
+        name=card.get("name"),
+        source_run=card.get("source_run"),
+        val_accuracy=metrics.get("val_accuracy"),
+        tta=card.get("tta"),
+        epochs_finished=(card.get("training_history") or {}).get("epochs_finished"),
+    )
+    return origin
+
+
+def load_initial_weights(model, cfg: TrainConfig) -> dict:
+    """Copy the weights of the model file `cfg.init_weights` into `model` (a warm start)."""
+    origin = initial_weights_origin(cfg)
+    try:
+        model.load_weights(cfg.init_weights)
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"init_weights: {cfg.init_weights} does not fit this model ({first}).") from exc
+    return origin
+
+
 # ----------------------------------------------------------------------------- callbacks
 
 
@@ -397,7 +445,23 @@ def _callbacks_module():
             save_card(self.run_dir / "model.keras", self.card_fn(epoch + 1, float(acc)))
             write_json_atomic(self.best_file, {"epoch": epoch + 1, "val_accuracy": float(acc)})
 
-    return RunLogger, BestCheckpoint
+    class KeepEpochs(keras.callbacks.Callback):
+        """Saves the weights of each of the last `keep` epochs as epochs/epoch_NNN.weights.h5
+        (for weight averaging at promote time); files of finished epochs survive a resume."""
+
+        def __init__(self, run_dir: Path, epochs: int, keep: int, write: bool):
+            super().__init__()
+            self.folder, self.first, self.write = run_dir / EPOCHS_DIR, epochs - keep + 1, write
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not self.write or epoch + 1 < self.first:
+                return
+            self.folder.mkdir(exist_ok=True)
+            tmp = self.folder / ".epoch.tmp.weights.h5"
+            self.model.save_weights(tmp)
+            os.replace(tmp, self.folder / f"epoch_{epoch + 1:03d}.weights.h5")
+
+    return RunLogger, BestCheckpoint, KeepEpochs
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -422,6 +486,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> dic
         for stale in ("metrics.jsonl", "best.json"):
             (run_dir / stale).unlink(missing_ok=True)
         shutil.rmtree(run_dir / "backup", ignore_errors=True)
+        shutil.rmtree(run_dir / EPOCHS_DIR, ignore_errors=True)
     (run_dir / "STOP").unlink(missing_ok=True)
     started = now_iso()
     update_status(
@@ -524,10 +589,17 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         _patch_keras_for_multiworker(model)
     print(f"model {model.name}: {model.count_params():,} parameters", flush=True)
+    init_from = None
+    if cfg.init_weights:
+        if (run_dir / "backup").exists():  # resumed: BackupAndRestore brings back the last finished epoch
+            init_from = (read_json(run_dir / "model.json", {}) or {}).get("init_from")
+        else:
+            init_from = load_initial_weights(model, cfg)
+            print(f"initial weights from {cfg.init_weights}", flush=True)
     dataset_info = {"root": ds.root, "format": ds.format, "counts": ds.counts(), "skipped": len(ds.skipped)}
 
     def card_fn(epoch: int, val_acc: float) -> dict:
-        return make_card(
+        card = make_card(
             name=run_dir.name,
             class_names=ds.class_names,
             crop_size=cfg.crop_size,
@@ -537,8 +609,11 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
             metrics={"best_epoch": epoch, "val_accuracy_centre_crop": val_acc},
             params=model.count_params(),
         )
+        if init_from:
+            card["init_from"] = init_from
+        return card
 
-    RunLogger, BestCheckpoint = _callbacks_module()
+    RunLogger, BestCheckpoint, KeepEpochs = _callbacks_module()
     logger = RunLogger(run_dir, cfg, steps, counts["train"], write)
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     callbacks = [
@@ -549,6 +624,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
         logger,
         BestCheckpoint(run_dir, card_fn, write),
     ]
+    if cfg.keep_epochs:
+        callbacks.append(KeepEpochs(run_dir, cfg.epochs, cfg.keep_epochs, write))
     if cfg.schedule == "plateau":
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=cfg.plateau_patience, min_lr=1e-5)

@@ -275,3 +275,56 @@ def test_augmentation_shapes_and_ranges():
     w = class_weight_vector(np.array([0] * 90 + [1] * 10), 2, "balanced")
     assert w[1] / w[0] == pytest.approx(9.0)
     assert (np.array([0] * 90 + [1] * 10).choose(w)).mean() == pytest.approx(1.0)
+
+
+@pytest.mark.slow
+def test_keep_epochs_average_and_warm_start(tmp_path):
+    import keras
+
+    run_a = tmp_path / "runs" / "a"
+    r = run(train_cmd(run_a, "--epochs", "3", "--keep-epochs", "2", "--max-train-images", "200"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    kept = sorted(p.name for p in (run_a / "epochs").iterdir())
+    assert kept == ["epoch_002.weights.h5", "epoch_003.weights.h5"]
+
+    # promote --average ships the mean of the kept epochs, with BatchNorm recomputed for it.
+    out = tmp_path / "models" / "avg.keras"
+    r = run(fer_cli("promote", str(run_a), "--out", str(out), "--tta", "none", "--average", "2"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "mean of epochs 2-3" in r.stdout
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["finalize"]["weight_average"] == {"epochs": [2, 3], "count": 2}
+    assert card["finalize"]["batchnorm_recalibrated"]["faces"] == 350  # the whole training split
+    assert "best_epoch" not in card["metrics"] and card["metrics"]["val_n"] == 210
+    model = keras.models.load_model(run_a / "model.keras", compile=False)
+    per_epoch = []
+    for name in kept:
+        model.load_weights(run_a / "epochs" / name)
+        per_epoch.append([w.numpy().copy() for w in model.trainable_weights])
+    shipped = [w.numpy() for w in keras.models.load_model(out, compile=False).trainable_weights]
+    assert not np.allclose(per_epoch[0][0], per_epoch[1][0])
+    for a, b, s in zip(*per_epoch, shipped, strict=True):
+        np.testing.assert_allclose(s, (a + b) / 2, rtol=1e-5, atol=1e-6)
+
+    r = run(fer_cli("promote", str(run_a), "--out", str(tmp_path / "x.keras"), "--average", "3"), timeout=120)
+    assert r.returncode == 2 and "2 epoch weight file(s) kept, 3 asked" in r.stderr
+
+    # A warm start begins from the averaged weights: at a negligible learning rate they barely move.
+    run_b = tmp_path / "runs" / "b"
+    r = run(
+        train_cmd(
+            run_b, "--epochs", "1", "--init-weights", str(out), "--schedule", "constant", "--learning-rate", "1e-9"
+        )
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"initial weights from {out}" in r.stdout
+    card_b = json.loads((run_b / "model.json").read_text())
+    assert card_b["init_from"]["path"] == str(out) and card_b["init_from"]["name"] == "avg"
+    started = [w.numpy() for w in keras.models.load_model(run_b / "model.keras", compile=False).trainable_weights]
+    for s, b in zip(shipped, started, strict=True):
+        np.testing.assert_allclose(b, s, rtol=1e-3, atol=1e-5)
+
+    # A model of another shape is refused before training starts, naming the setting.
+    r = run(train_cmd(tmp_path / "runs" / "c", "--epochs", "1", "--init-weights", str(out), "--width", "24"))
+    assert r.returncode == 2 and r.stderr.startswith("error: init_weights: ") and "width 16 (this run: 24)" in r.stderr
+    assert not (tmp_path / "runs" / "c").exists()
