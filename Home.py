@@ -44,7 +44,13 @@ else:
         c1.metric(f"PublicTest (val) accuracy, {card.get('tta', 'none')} TTA", f"{m['val_accuracy']:.1%}")
     c2.metric("Input", f"{card['input']['crop_size']}x{card['input']['crop_size']} gray")
     c3.metric("Parameters", f"{card.get('params') or 0:,}")
-    c4.metric("Best epoch", str(m.get("best_epoch", "?")))
+    if card.get("members"):
+        c4.metric("Ensemble", f"{len(card['members'])} models, probabilities averaged")
+    elif (card.get("finalize") or {}).get("weight_average"):
+        kept = card["finalize"]["weight_average"]["epochs"]
+        c4.metric("Weights", f"mean of epochs {kept[0]}-{kept[-1]}")
+    else:
+        c4.metric("Best epoch", str(m.get("best_epoch", "?")))
     if "val_recall" in m:
         st.write("Recall per class on val:")
         st.dataframe({k: [f"{v:.1%}"] for k, v in m["val_recall"].items()}, hide_index=True, use_container_width=True)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fer_core {dataset,train,evaluate,predict,export,serve} ...``.
+"""Command line: ``python -m fer_core {dataset,train,promote,ensemble,evaluate,predict,export,serve} ...``.
 
 Exit code 0 on success; on bad input a one-line error on stderr and exit code 2.
 """
@@ -112,6 +112,10 @@ def cmd_train(args) -> int:
         run_dir = Path(args.run_dir) if args.run_dir else REPO / "runs" / new_run_id()
     if not Path(cfg.data).exists():
         raise ValueError(f"{cfg.data}: dataset not found; pass --data ROOT.")
+    if cfg.init_weights and not args.resume:
+        from fer_core.train import initial_weights_origin
+
+        initial_weights_origin(cfg)  # a missing or mismatched model is a one-line error before training
     lock = RunsLock(run_dir.parent)
     from fer_core.train import worker_info
 
@@ -151,11 +155,54 @@ def cmd_promote(args) -> int:
         ds,
         tta=args.tta,
         recalibrate_bn=args.recalibrate_bn,
-        progress=_progress("BatchNorm statistics") if args.recalibrate_bn else None,
+        average=args.average,
+        progress=_progress("BatchNorm statistics") if args.recalibrate_bn or args.average else None,
     )
     m = card["metrics"]
+    averaged = (card.get("finalize") or {}).get("weight_average")
+    which = (
+        f"mean of epochs {averaged['epochs'][0]}-{averaged['epochs'][-1]}"
+        if averaged
+        else f"best epoch {m.get('best_epoch')}"
+    )
     print(
-        f"{dest}: best epoch {m.get('best_epoch')}, val accuracy {m.get('val_accuracy', float('nan')):.4f} "
+        f"{dest}: {which}, val accuracy {m.get('val_accuracy', float('nan')):.4f} "
+        f"(tta {card['tta']}, {m.get('val_n')} faces)"
+    )
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    import shutil
+
+    from fer_core.card import load_card
+    from fer_core.data import load_dataset
+    from fer_core.ensemble import combine
+    from fer_core.evaluate import eval_dir_for, evaluate_model_files
+
+    for path in args.models:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: model file not found.")
+    root = args.data or load_card(args.models[0]).get("training", {}).get("data")
+    if not root:
+        raise ValueError(f"{args.models[0]}: its card names no training data; pass --data ROOT.")
+    ds = load_dataset(root)
+    dest = Path(args.out)
+    combine(args.models, dest, tta=args.tta)
+    shutil.rmtree(eval_dir_for(dest), ignore_errors=True)
+    evaluate_model_files(dest, ds, args.tta)
+    card = load_card(dest)
+    for member in card["members"]:
+        m = member.get("metrics") or {}
+        acc = m.get("val_accuracy")
+        print(
+            f"  member {member['path']}: val accuracy {acc:.4f} (tta {member.get('tta')})"
+            if acc is not None
+            else f"  member {member['path']}"
+        )
+    m = card["metrics"]
+    print(
+        f"{dest}: mean of {len(card['members'])} models, val accuracy {m.get('val_accuracy', float('nan')):.4f} "
         f"(tta {card['tta']}, {m.get('val_n')} faces)"
     )
     return 0
@@ -188,7 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="recompute BatchNorm statistics on clean centre crops of the training split before evaluating",
     )
+    p.add_argument(
+        "--average",
+        type=int,
+        default=0,
+        metavar="N",
+        help="ship the mean of the weights of the run's last N epochs (trained with --keep-epochs N or more); "
+        "recalibrates BatchNorm",
+    )
     p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("ensemble", help="combine trained models into one model that averages their probabilities")
+    p.add_argument("models", nargs="+", help="two or more .keras model files (each with its card)")
+    p.add_argument("--out", required=True, help="the combined model file to write, e.g. models/fer_resnet.keras")
+    p.add_argument("--data", help="dataset to evaluate on (default: the first model's training data)")
+    p.add_argument("--tta", default="tencrop", choices=["none", "flip", "tencrop"], help="default: tencrop")
+    p.set_defaults(func=cmd_ensemble)
 
     for name in ("evaluate", "predict", "export", "serve"):
         mod = __import__(f"fer_core.cli_{name}", fromlist=["add_parser"]) if _has(f"cli_{name}") else None

@@ -5,7 +5,8 @@ that class's score with respect to the last convolutional block's output, averag
 space, weight that output's channels; the weighted sum, through a ReLU, is the map.
 
 The target layer is found by name (`fer_core.model.last_conv_layer_name`), so any model
-built by `fer_core.model` works. Mixed-precision (bfloat16) models run their layers in
+built by `fer_core.model` works; for an ensemble (`fer_core.ensemble`) the map is the mean
+of its members' maps. Mixed-precision (bfloat16) models run their layers in
 bfloat16; the weighting, ReLU and normalisation here are done in float32.
 """
 
@@ -83,12 +84,19 @@ def gradcam(model, face48_uint8: np.ndarray, crop_size: int, class_index: int | 
     """
     import tensorflow as tf
 
+    from fer_core.ensemble import ensemble_members
     from fer_core.preprocess import tta_views
 
     face = np.asarray(face48_uint8)
     if face.shape != (IMAGE_SIZE, IMAGE_SIZE):
         raise ValueError(f"gradcam expects one ({IMAGE_SIZE}, {IMAGE_SIZE}) face. Received: shape={face.shape}")
     x = tf.convert_to_tensor(tta_views(face[None], crop_size, "none")[0])
+    members = ensemble_members(model)
+    if members:  # an ensemble: the mean of its members' maps for the ensemble's class
+        k = int(np.argmax(model(x, training=False)[0])) if class_index is None else class_index
+        cam = np.mean([gradcam(m, face, crop_size, k) for m in members], axis=0)
+        top = cam.max()
+        return (cam / top if top > 0 else cam).astype(np.float32)
     features, head = _grad_model(model)
     conv = features(x, training=False)
     with tf.GradientTape() as tape:
