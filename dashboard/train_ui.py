@@ -34,6 +34,16 @@ def config_form(data_root: str) -> TrainConfig | None:
         early = c2.number_input("Early stopping patience (0 = off)", 0, 100, DEFAULTS.early_stopping)
         limit = c3.number_input("Use only N training images (0 = all)", 0, 1_000_000, 0)
         run_name = c4.text_input("Run name (optional)", "")
+        c1, c2 = st.columns([3, 1])
+        init = c1.text_input(
+            "Start from model file (optional)",
+            "",
+            placeholder="models/fer_resnet.keras",
+            help="a warm start: the run begins with this model's weights; same architecture, width and crop size",
+        )
+        keep = c2.number_input(
+            "Keep last N epochs' weights", 0, 1000, DEFAULTS.keep_epochs, help="for promote --average N (0 = none)"
+        )
         launched = st.form_submit_button("Launch", type="primary")
     if not launched:
         return None
@@ -55,9 +65,16 @@ def config_form(data_root: str) -> TrainConfig | None:
         mixup=float(mixup),
         early_stopping=int(early),
         max_train_images=int(limit),
+        init_weights=init.strip(),
+        keep_epochs=int(keep),
     )
     st.session_state["new_run_name"] = run_name.strip() or None
-    return cfg.validated()
+    cfg = cfg.validated()
+    if cfg.init_weights:
+        from fer_core.train import initial_weights_origin
+
+        initial_weights_origin(cfg)  # a missing or mismatched model: ValueError, shown by the page
+    return cfg
 
 
 def progress_summary(status: dict, epochs: list[dict], progress: dict | None, total_epochs: int) -> dict:

@@ -110,3 +110,24 @@ def test_launch_from_page_refused_while_a_job_runs(runs_dir):
     finally:
         lock.release()
     assert not any(p.is_dir() and p.name != ".train.lock" for p in runs_dir.iterdir())
+
+
+def test_warm_start_model_is_checked_before_launch(runs_dir, tmp_path):
+    from fer_core.card import make_card, save_card
+
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    start = next(t for t in at.text_input if t.label.startswith("Start from model file"))
+    start.input(str(tmp_path / "missing.keras"))
+    at.button(key="FormSubmitter:new_run-Launch").click().run()
+    assert any("missing.keras not found" in e.value for e in at.error)
+
+    other = tmp_path / "narrow.keras"
+    other.write_bytes(b"weights are not read before the card check")
+    card = make_card(name="narrow", class_names=["a", "b"], crop_size=44, config={"arch": "resnet18", "width": 16})
+    save_card(other, card)
+    start = next(t for t in at.text_input if t.label.startswith("Start from model file"))
+    start.input(str(other))
+    at.button(key="FormSubmitter:new_run-Launch").click().run()
+    assert not at.exception
+    assert any("width 16 (this run: 32)" in e.value for e in at.error)
+    assert not runs_dir.exists() or not any(p.is_dir() for p in runs_dir.iterdir())
