@@ -173,12 +173,10 @@ def cmd_promote(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
-    import shutil
-
     from fer_core.card import load_card
     from fer_core.data import load_dataset
     from fer_core.ensemble import combine
-    from fer_core.evaluate import eval_dir_for, evaluate_model_files
+    from fer_core.evaluate import evaluate_model_files
 
     for path in args.models:
         if not Path(path).is_file():
@@ -189,7 +187,6 @@ def cmd_ensemble(args) -> int:
     ds = load_dataset(root)
     dest = Path(args.out)
     combine(args.models, dest, tta=args.tta)
-    shutil.rmtree(eval_dir_for(dest), ignore_errors=True)
     evaluate_model_files(dest, ds, args.tta)
     card = load_card(dest)
     for member in card["members"]:

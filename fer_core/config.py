@@ -43,12 +43,8 @@ class TrainConfig:
     seed: int = 0  # shuffling, augmentation and weight initialisation
     eval_tta: str = "tencrop"  # TTA for the final val/test evaluation: none | flip | tencrop
     max_train_images: int = 0  # use only the first N training images (0 = all); for quick trials
-    init_weights: str = (
-        ""  # start from this .keras model's weights (same arch, width, crop size) instead of random; "" = random
-    )
-    keep_epochs: int = (
-        0  # keep the weights of the last N epochs in the run's epochs/ folder for `promote --average` (0 = none)
-    )
+    init_weights: str = ""  # warm start from this .keras model (same arch, width, crop size); "" = random init
+    keep_epochs: int = 0  # keep the last N epochs' weights in the run's epochs/ for `promote --average` (0 = none)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)

@@ -15,13 +15,14 @@ from pathlib import Path
 from fer_core.card import load_card, make_card, save_card
 
 ENSEMBLE_ARCH = "ensemble"  # card["training"]["arch"] of a combined model
+MEAN_LAYER = "ensemble_mean"  # the output layer that averages the members; marks an ensemble
 
 
 def ensemble_members(model) -> list:
     """The member models of an ensemble built here, in order; [] for any other model."""
     import keras
 
-    if not any(layer.name == "ensemble_mean" for layer in model.layers):
+    if not any(layer.name == MEAN_LAYER for layer in model.layers):
         return []
     return [layer for layer in model.layers if isinstance(layer, keras.Model)]
 
@@ -47,7 +48,7 @@ def build_ensemble(members: list, name: str = "ensemble"):
     for i, member in enumerate(members):
         member.name = f"member_{i}"
         probs.append(member(inp))
-    out = keras.layers.Average(name="ensemble_mean", dtype="float32")(probs)
+    out = keras.layers.Average(name=MEAN_LAYER, dtype="float32")(probs)
     return keras.Model(inp, out, name=name)
 
 

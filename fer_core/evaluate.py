@@ -146,18 +146,8 @@ def evaluate_run(run_dir: str | Path, ds, tta: str = "tencrop") -> dict:
     return evaluate_model_files(Path(run_dir) / "model.keras", ds, tta)
 
 
-def kept_epochs(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """The per-epoch weight files a run kept (config keep_epochs), as (epoch, path), oldest first."""
-    from fer_core.train import EPOCHS_DIR
-
-    files = sorted((Path(run_dir) / EPOCHS_DIR).glob("epoch_*.weights.h5"))
-    return [(int(f.name.split("_")[1].split(".")[0]), f) for f in files]
-
-
 def average_weights(model, files) -> None:
     """Set `model`'s weights to the mean of the weight files (same architecture), in float64."""
-    import numpy as np
-
     total = None
     for f in files:
         model.load_weights(f)
@@ -192,6 +182,7 @@ def promote(
 
     from fer_core.card import load_card, save_card
     from fer_core.runs import training_history
+    from fer_core.train import kept_epochs
 
     run_dir, dest = Path(run_dir), Path(dest)
     src = run_dir / "model.keras"
@@ -204,8 +195,8 @@ def promote(
             f"{run_dir}: {len(kept)} epoch weight file(s) kept, {average} asked; "
             f"train with --keep-epochs {average} or average fewer."
         )
-    train = ds.split("train")
-    if (average or recalibrate_bn) and len(train) == 0:
+    train = ds.split("train") if average or recalibrate_bn else None
+    if train is not None and len(train) == 0:
         raise ValueError("recalibrating BatchNorm needs the dataset's training split; this dataset has none.")
     dest.parent.mkdir(parents=True, exist_ok=True)
     card["name"] = dest.stem
@@ -235,13 +226,15 @@ def promote(
     else:
         shutil.copyfile(src, dest)
     save_card(dest, card)
-    shutil.rmtree(eval_dir_for(dest), ignore_errors=True)
     evaluate_model_files(dest, ds, tta)
     return load_card(dest)
 
 
 def evaluate_model_files(model_path: str | Path, ds, tta: str) -> dict:
-    """Evaluate a model file on every labelled split but train; update its card and eval folder."""
+    """Evaluate a model file on every labelled split but train; update its card and write its
+    eval folder afresh (stored predictions of an earlier model or dataset do not linger)."""
+    import shutil
+
     import keras
 
     from fer_core.card import load_card, save_card
@@ -250,7 +243,8 @@ def evaluate_model_files(model_path: str | Path, ds, tta: str) -> dict:
     model = keras.models.load_model(model_path, compile=False)
     card = load_card(model_path)
     out = eval_dir_for(model_path)
-    out.mkdir(exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
     summary = {}
     for split in ("val", "test"):
         if not (ds.splits == split).any():

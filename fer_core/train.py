@@ -23,8 +23,15 @@ from fer_core.config import TrainConfig
 from fer_core.constants import IMAGE_SIZE
 from fer_core.runs import append_jsonl, now_iso, read_json, update_status, write_json_atomic
 
-# Where a run keeps per-epoch weights (config keep_epochs), read by fer_core.evaluate.promote.
+# Where a run keeps per-epoch weights (config keep_epochs): EPOCHS_DIR/epoch_NNN.weights.h5.
 EPOCHS_DIR = "epochs"
+EPOCH_SUFFIX = ".weights.h5"
+
+
+def kept_epochs(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """The per-epoch weight files a run kept (config keep_epochs), as (epoch, path), oldest first."""
+    files = sorted((Path(run_dir) / EPOCHS_DIR).glob(f"epoch_*{EPOCH_SUFFIX}"))
+    return [(int(f.name[len("epoch_") : -len(EPOCH_SUFFIX)]), f) for f in files]
 
 
 class StopRequested(Exception):
@@ -459,7 +466,7 @@ def _callbacks_module():
             self.folder.mkdir(exist_ok=True)
             tmp = self.folder / ".epoch.tmp.weights.h5"
             self.model.save_weights(tmp)
-            os.replace(tmp, self.folder / f"epoch_{epoch + 1:03d}.weights.h5")
+            os.replace(tmp, self.folder / f"epoch_{epoch + 1:03d}{EPOCH_SUFFIX}")
 
     return RunLogger, BestCheckpoint, KeepEpochs
 
