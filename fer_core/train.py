@@ -182,8 +182,21 @@ def mixup(images, targets, weights, alpha: float):
     return images, targets, weights
 
 
-def make_datasets(ds, cfg: TrainConfig, num_classes: int):
-    """(train tf.data.Dataset, val tf.data.Dataset or None, counts) from a FaceDataset."""
+def stream_seed(seed: int, resume_point: int) -> int:
+    """The seed of the training data's order and augmentation for a process that starts after
+    `resume_point` finished epochs: the config's seed for a new run, a different one derived
+    from both on each resume, so a resumed run does not replay its first epoch's images."""
+    if resume_point <= 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(resume_point)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def make_datasets(ds, cfg: TrainConfig, num_classes: int, shuffle_seed: int | None = None):
+    """(train tf.data.Dataset, val tf.data.Dataset or None, counts) from a FaceDataset.
+
+    shuffle_seed: the seed of the data order (default: cfg.seed); the subset kept by
+    max_train_images always follows cfg.seed.
+    """
     import tensorflow as tf
 
     from fer_core.preprocess import tta_views
@@ -216,7 +229,7 @@ def make_datasets(ds, cfg: TrainConfig, num_classes: int):
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     train_ds = (
         tf.data.Dataset.from_tensor_slices((x, y, w))
-        .shuffle(len(x), seed=cfg.seed, reshuffle_each_iteration=True)
+        .shuffle(len(x), seed=cfg.seed if shuffle_seed is None else shuffle_seed, reshuffle_each_iteration=True)
         .batch(cfg.batch_size)
         .map(aug, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
@@ -574,7 +587,11 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     from fer_core.card import make_card
     from fer_core.data import load_dataset
 
-    keras.utils.set_random_seed(cfg.seed)
+    # A resumed process seeds its data order and augmentation anew (the restored weights make
+    # the initialisation moot); with the config's seed it would replay epoch 1's batches.
+    resume_point = int((read_json(run_dir / "backup" / "training_metadata.json", {}) or {}).get("epoch", 0))
+    seed = stream_seed(cfg.seed, resume_point)
+    keras.utils.set_random_seed(seed)
     precision = resolve_precision(cfg.precision)
     keras.mixed_precision.set_global_policy(precision)
     strategy = make_strategy(cfg.strategy)
@@ -585,7 +602,9 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
 
     ds = load_dataset(cfg.data)
     num_classes = len(ds.class_names)
-    train_ds, val_ds, counts = make_datasets(ds, cfg, num_classes)
+    train_ds, val_ds, counts = make_datasets(ds, cfg, num_classes, shuffle_seed=seed)
+    if seed != cfg.seed:
+        print(f"resumed after epoch {resume_point}: data order and augmentation seeded {seed}", flush=True)
     steps = math.ceil(counts["train"] / cfg.batch_size)
     print(
         f"data {ds.root} ({ds.format}): train {counts['train']}, val {counts['val']}, test {counts['test']}", flush=True
