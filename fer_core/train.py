@@ -589,7 +589,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
 
     # A resumed process seeds its data order and augmentation anew (the restored weights make
     # the initialisation moot); with the config's seed it would replay epoch 1's batches.
-    resume_point = int((read_json(run_dir / "backup" / "training_metadata.json", {}) or {}).get("epoch", 0))
+    backup = run_dir / "backup"  # Keras BackupAndRestore's folder; present once an epoch has finished
+    resume_point = int((read_json(backup / "training_metadata.json", {}) or {}).get("epoch", 0))
     seed = stream_seed(cfg.seed, resume_point)
     keras.utils.set_random_seed(seed)
     precision = resolve_precision(cfg.precision)
@@ -617,7 +618,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     print(f"model {model.name}: {model.count_params():,} parameters", flush=True)
     init_from = None
     if cfg.init_weights:
-        if (run_dir / "backup").exists():  # resumed: BackupAndRestore brings back the last finished epoch
+        if backup.exists():  # resumed: BackupAndRestore brings back the last finished epoch
             init_from = (read_json(run_dir / "model.json", {}) or {}).get("init_from")
         else:
             init_from = load_initial_weights(model, cfg)
@@ -645,7 +646,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     callbacks = [
         # BackupAndRestore first: on resume it sets the initial epoch before others start.
         keras.callbacks.BackupAndRestore(
-            str(run_dir / "backup"), save_freq="epoch", delete_checkpoint=False, double_checkpoint=True
+            str(backup), save_freq="epoch", delete_checkpoint=False, double_checkpoint=True
         ),
         logger,
         BestCheckpoint(run_dir, card_fn, write),
