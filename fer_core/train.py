@@ -26,6 +26,8 @@ from fer_core.runs import append_jsonl, now_iso, read_json, update_status, write
 # Where a run keeps per-epoch weights (config keep_epochs): EPOCHS_DIR/epoch_NNN.weights.h5.
 EPOCHS_DIR = "epochs"
 EPOCH_SUFFIX = ".weights.h5"
+# Keras BackupAndRestore's state (DESIGN.md run folder); present once an epoch has finished.
+BACKUP_DIR = "backup"
 
 
 def kept_epochs(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -505,7 +507,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> dic
         cfg.save(run_dir / "config.json")
         for stale in ("metrics.jsonl", "best.json"):
             (run_dir / stale).unlink(missing_ok=True)
-        shutil.rmtree(run_dir / "backup", ignore_errors=True)
+        shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
         shutil.rmtree(run_dir / EPOCHS_DIR, ignore_errors=True)
     (run_dir / "STOP").unlink(missing_ok=True)
     started = now_iso()
@@ -517,7 +519,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> dic
         finished=None,
         error=None,
         epochs=cfg.epochs,
-        resumed=resume and (run_dir / "backup").exists(),
+        resumed=resume and (run_dir / BACKUP_DIR).exists(),
     )
     try:
         result = _train(cfg, run_dir, write=write)
@@ -589,7 +591,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
 
     # A resumed process seeds its data order and augmentation anew (the restored weights make
     # the initialisation moot); with the config's seed it would replay epoch 1's batches.
-    backup = run_dir / "backup"  # Keras BackupAndRestore's folder; present once an epoch has finished
+    backup = run_dir / BACKUP_DIR
     resume_point = int((read_json(backup / "training_metadata.json", {}) or {}).get("epoch", 0))
     seed = stream_seed(cfg.seed, resume_point)
     keras.utils.set_random_seed(seed)
