@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from fer_core.config import TrainConfig
     from fer_core.data import load_dataset
-    from fer_core.train import cpu_supports_bf16, make_datasets, resolve_precision
+    from fer_core.hardware import cpu_supports_bf16
+    from fer_core.train import make_datasets, resolve_precision
 
     base = TrainConfig()
     batch = args.batch_size or base.batch_size
