@@ -58,9 +58,9 @@ def cmd_evaluate(args) -> int:
     label_mapping(ds.class_names, card["labels"])  # fail fast, before TensorFlow loads
     require_split(ds, args.split)
 
-    import keras
+    from fer_core.engine import load_engine
 
-    model = keras.models.load_model(model_path, compile=False)
+    model = load_engine(model_path).model
     metrics, _ = evaluate_dataset(model, card, ds, args.split, args.tta)
     metrics = {"model": str(model_path), "data": ds.root, **metrics}
     if args.json:

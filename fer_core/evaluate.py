@@ -104,10 +104,10 @@ def compute_metrics(y_true, probs, class_names) -> dict:
 def evaluate_arrays(
     model, card: dict, images: np.ndarray, labels: np.ndarray, class_names, tta: str
 ) -> tuple[dict, np.ndarray]:
-    """(metrics, probabilities) of a model on (N, 48, 48) faces with its card's crop size."""
-    from fer_core.preprocess import predict_proba
+    """(metrics, probabilities) of a model on (N, 48, 48) faces, through the model's inference engine."""
+    from fer_core.engine import engine_for
 
-    probs = predict_proba(model, images, card["input"]["crop_size"], tta)
+    probs = engine_for(model).predict_proba(images, tta)
     return compute_metrics(labels, probs, class_names), probs
 
 
@@ -235,12 +235,11 @@ def evaluate_model_files(model_path: str | Path, ds, tta: str) -> dict:
     eval folder afresh (stored predictions of an earlier model or dataset do not linger)."""
     import shutil
 
-    import keras
-
     from fer_core.card import load_card, save_card
+    from fer_core.engine import load_engine
 
     model_path = Path(model_path)
-    model = keras.models.load_model(model_path, compile=False)
+    model = load_engine(model_path).model
     card = load_card(model_path)
     out = eval_dir_for(model_path)
     shutil.rmtree(out, ignore_errors=True)

@@ -93,7 +93,9 @@ def gradcam(model, face48_uint8: np.ndarray, crop_size: int, class_index: int | 
     x = tf.convert_to_tensor(tta_views(face[None], crop_size, "none")[0])
     members = ensemble_members(model)
     if members:  # an ensemble: the mean of its members' maps for the ensemble's class
-        k = int(np.argmax(model(x, training=False)[0])) if class_index is None else class_index
+        from fer_core.engine import engine_for
+
+        k = int(np.argmax(engine_for(model).predict_proba(face)[0])) if class_index is None else class_index
         cam = np.mean([gradcam(m, face, crop_size, k) for m in members], axis=0)
         top = cam.max()
         return (cam / top if top > 0 else cam).astype(np.float32)

@@ -1,9 +1,8 @@
 """From a photo or a video frame to per-face emotions: detect, crop, preprocess, classify.
 
 The recogniser reads everything from the model card (labels, crop size, face margin,
-test-time augmentation) and preprocesses through `fer_core.preprocess.predict_proba`, the
-same function evaluation uses, so there is one preprocessing path. All faces of a frame
-are classified in one batch.
+test-time augmentation) and classifies through `fer_core.engine`, the same engine and
+preprocessing evaluation uses. All faces of a frame are classified in one batch.
 """
 
 from __future__ import annotations
@@ -15,9 +14,10 @@ import numpy as np
 
 from fer_core.card import DEFAULT_FACE_MARGIN, CardError, load_card
 from fer_core.constants import DEFAULT_MODEL_NAME, IMAGE_SIZE
+from fer_core.engine import InferenceEngine, engine_for
 from fer_core.faces import FaceDetector
 from fer_core.images import decode_image, resize_face, to_gray
-from fer_core.preprocess import TTA_MODES, predict_proba
+from fer_core.preprocess import TTA_MODES
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = REPO / "models" / f"{DEFAULT_MODEL_NAME}.keras"
@@ -81,26 +81,6 @@ def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float, s
     return resize_face(crop, size)
 
 
-class _CompiledModel:
-    """A Keras model's forward pass as one traced `tf.function` (batch size free).
-
-    Calling a Keras model eagerly costs ~60-100 ms per small batch on this CPU; the traced
-    graph costs ~10 ms. It keeps `model(x, training=False)` and `output_shape`, which is
-    all `predict_proba` uses.
-    """
-
-    def __init__(self, model) -> None:
-        import tensorflow as tf
-
-        self.model = model
-        self.output_shape = model.output_shape
-        spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
-        self._fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-
-    def __call__(self, x, training: bool = False):
-        return self._fn(np.asarray(x, dtype=np.float32))
-
-
 class Recognizer:
     """Detect faces and classify their emotions with a model and its card.
 
@@ -110,8 +90,8 @@ class Recognizer:
         tta: test-time augmentation ("none", "flip", "tencrop"); None -> the card's choice.
             "none" is about 5x cheaper than "tencrop" and right for live video.
         detector: a `FaceDetector` (default: photo settings).
-        model: an already loaded Keras model for `model_path` (the dashboard's cache);
-            the card is still read from beside `model_path`.
+        model: an already loaded Keras model for `model_path` (the dashboard's cache), or
+            its `InferenceEngine`; the card is still read from beside `model_path`.
 
     Raises:
         CardError: no model file, no card, or a card this code cannot use.
@@ -144,16 +124,21 @@ class Recognizer:
         self.tta = tta if tta is not None else str(self.card.get("tta") or "none")
         if self.tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}. Received: tta={self.tta!r}")
-        if model is None:
-            import keras
+        if isinstance(model, InferenceEngine):
+            engine = model
+        elif model is not None:
+            engine = engine_for(model, path)
+        else:
+            from fer_core.engine import load_engine
 
-            model = keras.models.load_model(path, compile=False)
+            engine = load_engine(path)
+        model = engine.model
         if int(model.output_shape[-1]) != len(self.labels):
             raise CardError(
                 f"{path}: the model has {model.output_shape[-1]} outputs, the card {len(self.labels)} labels."
             )
         self.model = model
-        self._forward = _CompiledModel(model)
+        self.engine = engine
         self.detector = detector if detector is not None else FaceDetector()
 
     def __repr__(self) -> str:
@@ -167,13 +152,13 @@ class Recognizer:
         return other
 
     def warmup(self) -> Recognizer:
-        """Trace the forward pass once (~1-5 s) so the first real frame is not the slow one."""
+        """Build the engine's runtime once (seconds) so the first real frame is not the slow one."""
         self.classify(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
         return self
 
     def classify(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities (N, len(labels)) for (N, 48, 48) uint8 gray faces, in one batch."""
-        return predict_proba(self._forward, faces, self.crop_size, self.tta)
+        return self.engine.predict_proba(faces, self.tta)
 
     def crops(self, rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
         """The (N, 48, 48) uint8 gray crops the model saw for `faces` (for Grad-CAM and galleries)."""

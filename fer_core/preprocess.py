@@ -1,5 +1,6 @@
 """The one preprocessing path from 48x48 gray faces to model input, shared by
-evaluation and inference (training uses the same geometry through random crops).
+evaluation and inference (training uses the same geometry through random crops);
+`fer_core.engine.InferenceEngine.predict_proba` runs the model on these views.
 
 Model input is raw 0-255 pixel values, float32, shape (N, crop, crop, 1): the model's
 own first layer scales them, so nothing here divides by 255.
@@ -46,18 +47,3 @@ def tta_views(faces: np.ndarray, crop_size: int, tta: str = "none") -> np.ndarra
         crops = [faces[:, y : y + c, x : x + c] for y, x in corners]
         views = crops + [v[:, :, ::-1] for v in crops]
     return np.stack(views).astype(np.float32)[..., None]
-
-
-def predict_proba(model, faces: np.ndarray, crop_size: int, tta: str = "none", batch_size: int = 256) -> np.ndarray:
-    """Class probabilities (N, C) for (N, 48, 48) uint8 faces, averaged over TTA views."""
-    faces = np.asarray(faces)
-    if len(faces) == 0:
-        return np.zeros((0, int(model.output_shape[-1])), np.float32)
-    out = None
-    for start in range(0, len(faces), batch_size):
-        views = tta_views(faces[start : start + batch_size], crop_size, tta)
-        v, n = views.shape[:2]
-        flat = views.reshape(v * n, *views.shape[2:])
-        p = np.asarray(model(flat, training=False), dtype=np.float32).reshape(v, n, -1).mean(axis=0)
-        out = p if out is None else np.concatenate([out, p])
-    return out

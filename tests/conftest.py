@@ -63,3 +63,16 @@ def make_tiny_model(
     model.save(path)
     save_card(path, make_card(name=name, class_names=labels, crop_size=44, tta=tta, face_margin=margin))
     return path
+
+
+def eager_proba(model, faces, tta: str = "none"):
+    """The reference the inference engine is checked against: the Keras model called eagerly on
+    every TTA view at once, probabilities averaged over the views."""
+    import numpy as np
+
+    from fer_core.preprocess import tta_views
+
+    views = tta_views(np.asarray(faces), int(model.input_shape[1]), tta)
+    v, n = views.shape[:2]
+    flat = views.reshape(v * n, *views.shape[2:])
+    return np.asarray(model(flat, training=False), np.float32).reshape(v, n, -1).mean(axis=0)

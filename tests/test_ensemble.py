@@ -10,7 +10,7 @@ import pytest
 
 from fer_core.card import load_card
 from fer_core.ensemble import combine, ensemble_members
-from fer_core.preprocess import predict_proba
+from tests.conftest import eager_proba
 
 from .conftest import SAMPLE, make_tiny_model
 from .test_train import fer_cli, run
@@ -39,8 +39,8 @@ def test_output_is_the_mean_of_the_members(members, tmp_path):
     model = keras.models.load_model(out, compile=False)
     assert [m.name for m in ensemble_members(model)] == ["member_0", "member_1"]
     faces = _faces()
-    each = [predict_proba(keras.models.load_model(p, compile=False), faces, 44, "flip") for p in members]
-    both = predict_proba(model, faces, 44, "flip")
+    each = [eager_proba(keras.models.load_model(p, compile=False), faces, "flip") for p in members]
+    both = eager_proba(model, faces, "flip")
     assert not np.allclose(each[0], each[1], atol=1e-3)
     np.testing.assert_allclose(both, (each[0] + each[1]) / 2, atol=2e-3)  # member b computes in bfloat16
     assert np.allclose(both.sum(axis=1), 1.0, atol=1e-4)
@@ -78,7 +78,7 @@ def test_recognizer_and_export_treat_it_as_one_model(members, tmp_path):
     combine(members, out, tta="none")
     rec = Recognizer(out)
     faces = _faces(4)
-    expected = predict_proba(keras.models.load_model(out, compile=False), faces, 44, "none")
+    expected = eager_proba(keras.models.load_model(out, compile=False), faces, "none")
     np.testing.assert_allclose(rec.classify(faces), expected, atol=1e-4)
     report = export_model(out, "tflite", tmp_path / "exported.tflite")
     assert report["passed"] and (tmp_path / "exported.tflite").is_file() and report["top1_agreement"] >= 0.99

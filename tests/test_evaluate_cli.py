@@ -48,7 +48,7 @@ def _run(capsys, *argv):
 def test_sample_val_json_matches_direct_computation(tiny_model, tmp_path, capsys):
     from fer_core.data import load_dataset
     from fer_core.evaluate import compute_metrics
-    from fer_core.preprocess import predict_proba
+    from tests.conftest import eager_proba
 
     out_json = tmp_path / "m.json"
     code, out, err = _run(capsys, "--data", SAMPLE, "--model", tiny_model, "--tta", "flip", "--json", out_json)
@@ -65,9 +65,7 @@ def test_sample_val_json_matches_direct_computation(tiny_model, tmp_path, capsys
     assert m["accuracy"] == pytest.approx(np.trace(cm) / 210)
     # The same figures straight from the core, so the command adds nothing of its own.
     ds = load_dataset(SAMPLE).split("val")
-    direct = compute_metrics(
-        ds.labels, predict_proba(keras.models.load_model(tiny_model), ds.images, 44, "flip"), EMOTIONS
-    )
+    direct = compute_metrics(ds.labels, eager_proba(keras.models.load_model(tiny_model), ds.images, "flip"), EMOTIONS)
     assert m["confusion_matrix"] == direct["confusion_matrix"]
     assert m["accuracy"] == pytest.approx(direct["accuracy"])
 

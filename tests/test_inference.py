@@ -59,9 +59,9 @@ def test_missing_model_or_card_is_a_card_error(tmp_path, tiny_model):
         Recognizer(lonely)
 
 
-def test_classify_is_predict_proba(recognizer):
-    """The traced forward pass gives what fer_core.preprocess.predict_proba gives on the eager model."""
-    from fer_core.preprocess import predict_proba
+def test_classify_is_the_eager_model(recognizer):
+    """The engine's compiled forward pass gives what the Keras model gives called eagerly."""
+    from tests.conftest import eager_proba
 
     faces = np.random.default_rng(1).integers(0, 256, (3, 48, 48), dtype=np.uint8)
     for tta in ("none", "flip", "tencrop"):
@@ -70,7 +70,7 @@ def test_classify_is_predict_proba(recognizer):
             ours = recognizer.classify(faces)
         finally:
             recognizer.tta = "none"
-        ref = predict_proba(recognizer.model, faces, recognizer.crop_size, tta)
+        ref = eager_proba(recognizer.model, faces, tta)
         np.testing.assert_allclose(ours, ref, atol=1e-5)
         assert ours.shape == (3, 7)
 
