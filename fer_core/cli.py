@@ -116,6 +116,10 @@ def cmd_train(args) -> int:
         from fer_core.train import initial_weights_origin
 
         initial_weights_origin(cfg)  # a missing or mismatched model is a one-line error before training
+    if cfg.teacher and not args.resume:
+        from fer_core.train import teacher_origin
+
+        teacher_origin(cfg, ())  # the same for the teacher; its labels are matched to the data at start
     lock = RunsLock(run_dir.parent)
     from fer_core.train import worker_info
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -45,6 +46,11 @@ class TrainConfig:
     max_train_images: int = 0  # use only the first N training images (0 = all); for quick trials
     init_weights: str = ""  # warm start from this .keras model (same arch, width, crop size); "" = random init
     keep_epochs: int = 0  # keep the last N epochs' weights in the run's epochs/ for `promote --average` (0 = none)
+    teacher: str = (
+        ""  # distil from this .keras model (e.g. the shipped ensemble), run on each augmented batch; "" = off
+    )
+    distill_temperature: float = 2.0  # softens teacher and student before the KL term; 1 = plain probabilities
+    distill_alpha: float = 0.7  # weight of the teacher (KL) term; 1 - alpha stays on the labels
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -90,6 +96,12 @@ class TrainConfig:
             raise ValueError(f"crop_size must be 8..48. Received: crop_size={self.crop_size}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive. Received: learning_rate={self.learning_rate}")
+        if not (math.isfinite(self.distill_temperature) and self.distill_temperature > 0):
+            raise ValueError(
+                f"distill_temperature must be a positive number. Received: distill_temperature={self.distill_temperature}"
+            )
+        if not 0 <= self.distill_alpha <= 1:
+            raise ValueError(f"distill_alpha must be in [0, 1]. Received: distill_alpha={self.distill_alpha}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1). Received: label_smoothing={self.label_smoothing}")
         return self

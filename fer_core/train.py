@@ -21,6 +21,7 @@ import numpy as np
 
 from fer_core.config import TrainConfig
 from fer_core.constants import IMAGE_SIZE
+from fer_core.hardware import cpu_supports_bf16
 from fer_core.runs import append_jsonl, now_iso, read_json, update_status, write_json_atomic
 
 # Where a run keeps per-epoch weights (config keep_epochs): EPOCHS_DIR/epoch_NNN.weights.h5.
@@ -41,15 +42,6 @@ class StopRequested(Exception):
 
 
 # ----------------------------------------------------------------------------- hardware
-
-
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has AMX or AVX512-BF16 (fast bfloat16 matmuls in oneDNN)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags for f in (" avx512_bf16", " amx_bf16", " amx_tile"))
 
 
 def resolve_precision(precision: str) -> str:
@@ -193,11 +185,15 @@ def stream_seed(seed: int, resume_point: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(resume_point)]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def make_datasets(ds, cfg: TrainConfig, num_classes: int, shuffle_seed: int | None = None):
+def make_datasets(ds, cfg: TrainConfig, num_classes: int, shuffle_seed: int | None = None, teacher=None):
     """(train tf.data.Dataset, val tf.data.Dataset or None, counts) from a FaceDataset.
 
     shuffle_seed: the seed of the data order (default: cfg.seed); the subset kept by
     max_train_images always follows cfg.seed.
+    teacher: for distillation, a function (B, crop, crop, 1) images -> (B, classes) probabilities
+    in the dataset's class order (see `load_teacher`). It runs on each batch after augmentation,
+    on exactly the views the student sees, and the targets become [one-hot | teacher
+    probabilities] (B, 2 x classes); validation targets repeat the one-hot labels in both halves.
     """
     import tensorflow as tf
 
@@ -225,6 +221,8 @@ def make_datasets(ds, cfg: TrainConfig, num_classes: int, shuffle_seed: int | No
             xb = xb[:, o : o + cfg.crop_size, o : o + cfg.crop_size, :]
         if cfg.mixup > 0:
             xb, yb, wb = mixup(xb, yb, wb, cfg.mixup)
+        if teacher is not None:
+            yb = tf.concat([yb, tf.cast(teacher(xb), tf.float32)], axis=-1)
         return xb, yb, wb
 
     options = tf.data.Options()
@@ -242,6 +240,8 @@ def make_datasets(ds, cfg: TrainConfig, num_classes: int, shuffle_seed: int | No
     if len(val):
         vx = tta_views(val.images, cfg.crop_size, "none")[0]
         vy = np.eye(num_classes, dtype=np.float32)[val.labels]
+        if teacher is not None:
+            vy = np.concatenate([vy, vy], axis=1)
         val_ds = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(256).prefetch(2).with_options(options)
     counts = {"train": int(len(x)), "val": int(len(val)), "test": int((ds.splits == "test").sum())}
     return train_ds, val_ds, counts
@@ -290,9 +290,103 @@ def current_lr(optimizer) -> float:
         return float(np.asarray(lr(optimizer.iterations)))
 
 
+# ----------------------------------------------------------------------------- distillation
+
+
+def distillation_loss(num_classes: int, temperature: float, alpha: float, label_smoothing: float = 0.0):
+    """Hinton et al. (2015, https://arxiv.org/abs/1503.02531): (1 - alpha) x cross-entropy with the
+    labels + alpha x T^2 x KL(teacher_T || student_T), where _T is a distribution softened by
+    temperature T (softmax of log-probabilities / T; the T^2 keeps the gradient scale of the
+    KL term independent of T).
+
+    Targets are [one-hot | teacher probabilities], (B, 2 x num_classes); returns per-sample losses.
+    """
+    import keras
+    from keras import ops
+
+    def soften(p):
+        return ops.log_softmax(ops.log(ops.clip(p, 1e-7, 1.0)) / temperature, axis=-1)
+
+    def distillation(y, p):
+        p = ops.cast(p, "float32")
+        labels, teacher = y[:, :num_classes], y[:, num_classes:]
+        hard = keras.losses.categorical_crossentropy(labels, p, label_smoothing=label_smoothing)
+        log_t, log_s = soften(teacher), soften(p)
+        kl = ops.sum(ops.exp(log_t) * (log_t - log_s), axis=-1)
+        return (1.0 - alpha) * hard + alpha * temperature**2 * kl
+
+    return distillation
+
+
+def label_accuracy(num_classes: int):
+    """Top-1 accuracy against the label half of distillation targets, logged as "accuracy"."""
+    import keras
+
+    def accuracy(y, p):
+        return keras.metrics.categorical_accuracy(y[:, :num_classes], p)
+
+    return accuracy
+
+
+def teacher_origin(cfg: TrainConfig, class_names) -> dict:
+    """Check `cfg.teacher` before training; return what the student's card records of it.
+
+    The teacher must be a model file with a card whose crop size is the student's (it sees the
+    student's augmented crops) and whose labels cover the dataset's classes.
+    """
+    from fer_core.card import card_path, load_card
+    from fer_core.evaluate import label_mapping
+
+    src = Path(cfg.teacher)
+    if not src.is_file() or not card_path(src).exists():
+        raise ValueError(
+            f"teacher: {src} is not a model file with its card; pass e.g. --teacher models/fer_resnet.keras."
+        )
+    card = load_card(src)
+    if int(card["input"]["crop_size"]) != cfg.crop_size:
+        raise ValueError(
+            f"teacher: {src} takes {card['input']['crop_size']}px crops, this run {cfg.crop_size}px; "
+            f"train with --crop-size {card['input']['crop_size']}."
+        )
+    try:
+        label_mapping(class_names, card["labels"])
+    except ValueError as exc:
+        raise ValueError(f"teacher: {src}: {exc}") from None
+    metrics = card.get("metrics") or {}
+    return {
+        "path": str(src),
+        "name": card.get("name"),
+        "members": [m.get("name") or m.get("path") for m in card.get("members", [])],
+        "params": card.get("params"),
+        "val_accuracy": metrics.get("val_accuracy"),
+        "tta": card.get("tta"),
+        "temperature": cfg.distill_temperature,
+        "alpha": cfg.distill_alpha,
+    }
+
+
+def load_teacher(cfg: TrainConfig, class_names):
+    """The teacher as a graph function: (B, crop, crop, 1) raw 0-255 -> (B, classes) float32
+    probabilities in the dataset's class order (teacher outputs reordered by name)."""
+    import keras
+    import tensorflow as tf
+
+    from fer_core.card import load_card
+    from fer_core.evaluate import label_mapping
+
+    model = keras.models.load_model(cfg.teacher, compile=False)
+    order = tf.constant(label_mapping(class_names, load_card(cfg.teacher)["labels"]))
+
+    def teacher(x):
+        return tf.gather(tf.cast(model(x, training=False), tf.float32), order, axis=-1)
+
+    return teacher
+
+
 def build_model(cfg: TrainConfig, num_classes: int, steps_per_epoch: int):
     """The config's architecture, compiled with its optimizer, schedule and loss (under the
-    current mixed-precision policy and distribution scope)."""
+    current mixed-precision policy and distribution scope); with a teacher, the distillation
+    loss on [one-hot | teacher] targets."""
     import keras
 
     from fer_core.model import create_model
@@ -304,11 +398,13 @@ def build_model(cfg: TrainConfig, num_classes: int, steps_per_epoch: int):
         num_classes=num_classes,
         dropout=cfg.dropout,
     )
-    model.compile(
-        optimizer=make_optimizer(cfg, steps_per_epoch),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
-        metrics=["accuracy"],
-    )
+    if cfg.teacher:
+        loss = distillation_loss(num_classes, cfg.distill_temperature, cfg.distill_alpha, cfg.label_smoothing)
+        metrics = [label_accuracy(num_classes)]
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        metrics = ["accuracy"]
+    model.compile(optimizer=make_optimizer(cfg, steps_per_epoch), loss=loss, metrics=metrics)
     return model
 
 
@@ -605,7 +701,12 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
 
     ds = load_dataset(cfg.data)
     num_classes = len(ds.class_names)
-    train_ds, val_ds, counts = make_datasets(ds, cfg, num_classes, shuffle_seed=seed)
+    teacher, distilled_from = None, None
+    if cfg.teacher:
+        distilled_from = teacher_origin(cfg, ds.class_names)
+        teacher = load_teacher(cfg, ds.class_names)
+        print(f"distilling from {cfg.teacher} (T {cfg.distill_temperature}, alpha {cfg.distill_alpha})", flush=True)
+    train_ds, val_ds, counts = make_datasets(ds, cfg, num_classes, shuffle_seed=seed, teacher=teacher)
     if seed != cfg.seed:
         print(f"resumed after epoch {resume_point}: data order and augmentation seeded {seed}", flush=True)
     steps = math.ceil(counts["train"] / cfg.batch_size)
@@ -640,6 +741,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
         )
         if init_from:
             card["init_from"] = init_from
+        if distilled_from:
+            card["distilled_from"] = distilled_from
         return card
 
     RunLogger, BestCheckpoint, KeepEpochs = _callbacks_module()

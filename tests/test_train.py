@@ -354,3 +354,44 @@ def test_keep_epochs_average_and_warm_start(tmp_path):
     r = run(train_cmd(tmp_path / "runs" / "c", "--epochs", "1", "--init-weights", str(out), "--width", "24"))
     assert r.returncode == 2 and r.stderr.startswith("error: init_weights: ") and "width 16 (this run: 24)" in r.stderr
     assert not (tmp_path / "runs" / "c").exists()
+
+
+def test_distillation_loss_mixes_labels_and_teacher():
+    import keras
+
+    from fer_core.train import distillation_loss
+
+    labels = np.eye(3, dtype=np.float32)[[0, 2]]
+    teacher = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], np.float32)
+    student = np.array([[0.5, 0.4, 0.1], [0.1, 0.1, 0.8]], np.float32)
+    y = np.concatenate([labels, teacher], axis=1)
+    ce = np.asarray(keras.losses.categorical_crossentropy(labels, student))
+    np.testing.assert_allclose(distillation_loss(3, 2.0, 0.0)(y, student), ce, rtol=1e-5)
+    # alpha 1: only the teacher term, zero when the student matches the teacher, positive otherwise.
+    assert np.allclose(distillation_loss(3, 2.0, 1.0)(y, teacher), 0.0, atol=1e-6)
+    kl = np.asarray(distillation_loss(3, 1.0, 1.0)(y, student))
+    expected = (teacher * np.log(teacher / student)).sum(axis=1)  # T = 1: the plain KL divergence
+    np.testing.assert_allclose(kl, expected, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_distilled_student_names_its_teacher(tmp_path):
+    from tests.conftest import make_tiny_model
+
+    teacher = make_tiny_model(tmp_path / "teacher", name="tiny_teacher")
+    run_dir = tmp_path / "runs" / "student"
+    r = run(
+        train_cmd(run_dir, "--epochs", "2", "--max-train-images", "200", "--teacher", str(teacher))
+        + ["--distill-temperature", "3", "--distill-alpha", "0.5"]
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"distilling from {teacher} (T 3.0, alpha 0.5)" in r.stdout
+    card = json.loads((run_dir / "model.json").read_text())
+    assert card["distilled_from"]["path"] == str(teacher) and card["distilled_from"]["name"] == "tiny_teacher"
+    assert card["distilled_from"]["temperature"] == 3.0 and card["training"]["teacher"] == str(teacher)
+    epochs, _ = runs.read_metrics(run_dir)
+    assert [e["epoch"] for e in epochs] == [1, 2] and all(0 <= e["val_accuracy"] <= 1 for e in epochs)
+
+    # A teacher that sees other crops than the student is refused before training, in one line.
+    r = run(train_cmd(tmp_path / "runs" / "bad", "--epochs", "1", "--teacher", str(teacher), "--crop-size", "40"))
+    assert r.returncode == 2 and r.stderr.startswith("error: teacher: ") and "--crop-size 44" in r.stderr
