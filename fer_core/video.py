@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
+import json
 import queue
 import threading
 import time
@@ -172,16 +173,29 @@ class LiveAnnotator:
         smooth: EMA weight of the newest frame (None = smoothing off).
         window: how many recent frames the FPS and latency figures cover.
         queue_size: at most this many unread results are kept (older ones are dropped).
+        trace: a file to append one JSON line per frame to (wall time, latency_ms, lag_ms, faces),
+            for benchmarks (``benchmarks/webcam_browser.py`` reads it); None = no trace.
     """
 
-    def __init__(self, recognizer: Recognizer, *, smooth: float | None = 0.3, window: int = 30, queue_size: int = 600):
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        *,
+        smooth: float | None = 0.3,
+        window: int = 30,
+        queue_size: int = 600,
+        trace: str | Path | None = None,
+    ):
         self.recognizer = recognizer
+        self._trace = Path(trace) if trace else None
         self.queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
         self._smooth = smooth
         self._smoother = EmotionSmoother(alpha=smooth) if smooth else None
         self._latencies: collections.deque = collections.deque(maxlen=window)
+        self._lags: collections.deque = collections.deque(maxlen=window)
         self._stamps: collections.deque = collections.deque(maxlen=window + 1)
+        self._offset: float | None = None  # smallest (arrival - capture) clock offset seen: the lag's zero
         self._frames = 0
         self._faces: list = []
         self._error: str | None = None
@@ -193,8 +207,16 @@ class LiveAnnotator:
                 self._smooth = smooth
                 self._smoother = EmotionSmoother(alpha=smooth) if smooth else None
 
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        """Annotate one RGB uint8 frame; returns a new annotated frame."""
+    def __call__(self, rgb: np.ndarray, frame_time: float | None = None) -> np.ndarray:
+        """Annotate one RGB uint8 frame; returns a new annotated frame.
+
+        Args:
+            rgb: the frame.
+            frame_time: the frame's capture time in seconds on the stream's own clock (PyAV's
+                ``frame.time``). With it, `stats()` reports the lag: how much later than the
+                stream's fastest frame this one reached the annotator. A lag that grows means
+                frames queue up somewhere before the annotator; a steady one means they do not.
+        """
         t0 = time.perf_counter()
         try:
             faces = self.recognizer.predict_image(rgb)
@@ -214,21 +236,35 @@ class LiveAnnotator:
             self._latencies.append(1000.0 * (t1 - t0))
             self._stamps.append(t1)
             self._error = None
+            lag = None
+            if frame_time is not None:
+                offset = t0 - float(frame_time)
+                self._offset = offset if self._offset is None else min(self._offset, offset)
+                lag = 1000.0 * (offset - self._offset)
+                self._lags.append(lag)
+        if self._trace is not None:
+            row = {"time": time.time(), "latency_ms": round(1000.0 * (t1 - t0), 2), "faces": len(faces)}
+            row["lag_ms"] = None if lag is None else round(lag, 2)
+            with self._trace.open("a") as f:
+                f.write(json.dumps(row) + "\n")
         # Nobody reading (page closed)? Drop rather than grow.
         with contextlib.suppress(queue.Full):
             self.queue.put_nowait({"time": time.time(), "faces": [f.to_json() for f in faces]})
         return out
 
     def stats(self) -> dict:
-        """{"frames", "faces", "fps", "latency_ms" (median of recent frames), "emotions", "error"}."""
+        """{"frames", "faces", "fps", "latency_ms" (median of recent frames), "lag_ms" (median; None
+        without frame times), "emotions", "error"}."""
         with self._lock:
             lat = sorted(self._latencies)
+            lags = sorted(self._lags)
             stamps = list(self._stamps)
             faces = list(self._faces)
             out = {"frames": self._frames, "error": self._error}
         out["faces"] = len(faces)
         out["emotions"] = [f.emotion for f in faces]
         out["latency_ms"] = lat[len(lat) // 2] if lat else None
+        out["lag_ms"] = lags[len(lags) // 2] if lags else None
         span = stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0
         out["fps"] = (len(stamps) - 1) / span if span > 0 else None
         return out

@@ -4,6 +4,7 @@ import dashboard  # noqa: F401  (first: pylibsrtp must load before TensorFlow, s
 
 # isort: split
 import collections
+import os
 
 import av
 import streamlit as st
@@ -27,15 +28,22 @@ with st.sidebar:
 try:
     base = resources.load_recognizer(resources.inference_model_path(), "none")  # tta none: ~5x cheaper than tencrop
     rtc = ui.rtc_configuration()
+    ui.use_latest_frame_relay()
 except (CardError, ValueError) as exc:
     st.error(str(exc))
     st.stop()
+members = len(base.card.get("members") or []) or 1
+st.caption(
+    f"Model: {base.model_path.name} ({members} network{'s' if members > 1 else ''}, "
+    f"{base.card.get('params') or 0:,} parameters), one centre crop per face, {base.engine.runtime_for(1)} runtime."
+)
 
 # One annotator per browser session (it tracks faces between frames), rebuilt when settings change.
 live_key = (str(base.model_path), id(base), min_face)
 if st.session_state.get("live_key") != live_key:
     detector = TrackingDetector(webcam_detector(min_face=min_face / 100))
-    st.session_state["live"] = LiveAnnotator(base.with_detector(detector))
+    trace = os.environ.get("FER_LIVE_TRACE")  # per-frame timings for benchmarks/webcam_browser.py
+    st.session_state["live"] = LiveAnnotator(base.with_detector(detector), trace=trace)
     st.session_state["live_key"] = live_key
     st.session_state["live_history"] = collections.deque(maxlen=3000)
 annotator: LiveAnnotator = st.session_state["live"]
@@ -44,7 +52,7 @@ annotator.set_smoothing(0.3 if smooth else None)
 
 def on_frame(frame: av.VideoFrame) -> av.VideoFrame:
     """Runs on streamlit-webrtc's worker thread: no st.* here; results leave through annotator.queue."""
-    out = annotator(frame.to_ndarray(format="rgb24"))
+    out = annotator(frame.to_ndarray(format="rgb24"), frame_time=frame.time)
     return av.VideoFrame.from_ndarray(out, format="rgb24")
 
 
@@ -72,13 +80,19 @@ def readout() -> None:
     history.extend(annotator.drain())
     fps = f"{stats['fps']:.1f}" if stats["fps"] else "–"
     latency = f"{stats['latency_ms']:.0f}" if stats["latency_ms"] is not None else "–"
+    lag = f"{stats['lag_ms']:.0f}" if stats["lag_ms"] is not None else "–"
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Faces", stats["faces"])
     c2.metric("FPS", fps)
     c3.metric("Latency per frame (ms)", latency)
     c4.metric("Frames analysed", stats["frames"])
     emotions = ", ".join(stats["emotions"]) or "none"
-    st.markdown(f"Faces in view: {stats['faces']} · emotions: {emotions} · FPS: {fps} · latency: {latency} ms")
+    st.markdown(
+        f"Faces in view: {stats['faces']} · emotions: {emotions} · FPS: {fps} · latency: {latency} ms · "
+        f"queueing: {lag} ms · frames: {stats['frames']}",
+        help="Latency: detect, classify and draw one frame. Queueing: how much later than the stream's "
+        "fastest frame this one arrived (it stays near 0 unless frames pile up before analysis).",
+    )
     if stats["error"]:
         st.warning(f"The last frame could not be analysed: {stats['error']}")
     recent = [h for h in history if history and h["time"] >= history[-1]["time"] - window]
