@@ -80,6 +80,11 @@ def summary_lines(metrics: dict) -> list[str]:
         f"accuracy {metrics['accuracy']:.4f}   balanced accuracy {metrics['balanced_accuracy']:.4f}   "
         f"macro F1 {metrics['macro_f1']:.4f}   top-2 {metrics['top2_accuracy']:.4f}   "
         f"ECE {metrics['calibration']['ece']:.4f}",
+    ]
+    by_tta = metrics.get("accuracy_by_tta") or {}
+    if len(by_tta) > 1:
+        lines.append("accuracy from the same pass: " + ", ".join(f"{k} {v:.4f}" for k, v in by_tta.items()))
+    lines += [
         "",
         f"{'class':<{w}} precision  recall      f1  support",
     ]

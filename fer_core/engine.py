@@ -192,21 +192,22 @@ class InferenceEngine:
             tta: "none", "flip" or "tencrop" (see `fer_core.preprocess.tta_views`).
             progress: called with the fraction done (0-1) after each batch.
         """
+        return self.predict_views(faces, tta, progress).mean(axis=0)
+
+    def predict_views(self, faces: np.ndarray, tta: str = "none", progress: Callable[[float], None] | None = None):
+        """Class probabilities of every TTA view, (V, N, C) in `tta_views`' order (not averaged)."""
         faces = np.asarray(faces)
         if faces.ndim == 2:
             faces = faces[None]
-        if len(faces) == 0:
-            return np.zeros((0, self.num_classes), np.float32)
-        n_views = len(tta_views(faces[:1], self.crop_size, tta))
+        n_views = len(tta_views(np.zeros((1, 48, 48), np.uint8), self.crop_size, tta))
+        out = np.empty((n_views, len(faces), self.num_classes), np.float32)
         per_batch = max(1, self.max_crops // n_views)
         # One runtime for the whole call, so a small last batch is not computed differently.
         runtime = self.runtime_for(min(len(faces), per_batch) * n_views)
-        out = np.empty((len(faces), self.num_classes), np.float32)
         for start in range(0, len(faces), per_batch):
             views = tta_views(faces[start : start + per_batch], self.crop_size, tta)
             v, n = views.shape[:2]
-            probs = self.run(views.reshape(v * n, *views.shape[2:]), runtime)
-            out[start : start + n] = probs.reshape(v, n, -1).mean(axis=0)
+            out[:, start : start + n] = self.run(views.reshape(v * n, *views.shape[2:]), runtime).reshape(v, n, -1)
             if progress is not None:
                 progress(min(1.0, (start + n) / len(faces)))
         return out

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_core.preprocess import TTA_MODES, choose_photo_tta
 from fer_core.runs import write_json_atomic
 
 
@@ -104,11 +105,23 @@ def compute_metrics(y_true, probs, class_names) -> dict:
 def evaluate_arrays(
     model, card: dict, images: np.ndarray, labels: np.ndarray, class_names, tta: str
 ) -> tuple[dict, np.ndarray]:
-    """(metrics, probabilities) of a model on (N, 48, 48) faces, through the model's inference engine."""
-    from fer_core.engine import engine_for
+    """(metrics, probabilities) of a model on (N, 48, 48) faces, through the model's inference engine.
 
-    probs = engine_for(model).predict_proba(images, tta)
-    return compute_metrics(labels, probs, class_names), probs
+    metrics["accuracy_by_tta"] also holds the accuracy of every cheaper TTA mode, taken from the
+    same pass (ten-crop's views include the centre crop and its mirror image).
+    """
+    from fer_core.engine import engine_for
+    from fer_core.preprocess import SUBMODE_VIEWS
+
+    views = engine_for(model).predict_views(images, tta)
+    probs = views.mean(axis=0)
+    metrics = compute_metrics(labels, probs, class_names)
+    labels = np.asarray(labels)
+    metrics["accuracy_by_tta"] = {
+        mode: float((views[idx].mean(axis=0).argmax(axis=1) == labels).mean()) if len(labels) else 0.0
+        for mode, idx in SUBMODE_VIEWS[tta].items()
+    }
+    return metrics, probs
 
 
 def save_predictions(path: str | Path, labels, probs, sources, class_names) -> None:
@@ -257,7 +270,11 @@ def evaluate_model_files(model_path: str | Path, ds, tta: str) -> dict:
         card["metrics"][f"{split}_accuracy"] = metrics["accuracy"]
         card["metrics"][f"{split}_recall"] = {k: v["recall"] for k, v in metrics["per_class"].items()}
         card["metrics"][f"{split}_n"] = metrics["n"]
+        card["metrics"][f"{split}_accuracy_by_tta"] = metrics["accuracy_by_tta"]
     card["tta"] = tta
+    by_tta = card["metrics"].get("val_accuracy_by_tta") or {}
+    if set(by_tta) == set(TTA_MODES):
+        card["photo_tta"] = choose_photo_tta(by_tta)
     save_card(model_path, card)
     return summary
 

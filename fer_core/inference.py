@@ -87,8 +87,10 @@ class Recognizer:
     Args:
         model_path: a ``.keras`` file with its card JSON beside it; None -> the shipped
             ``models/fer_resnet.keras``.
-        tta: test-time augmentation ("none", "flip", "tencrop"); None -> the card's choice.
-            "none" is about 5x cheaper than "tencrop" and right for live video.
+        tta: test-time augmentation ("none", "flip", "tencrop"); None -> the card's
+            ``photo_tta`` (the cheapest mode about as accurate as the best on PublicTest, see
+            `fer_core.preprocess.choose_photo_tta`), else its ``tta``. "none" costs one network
+            pass per face, "tencrop" ten; "none" is right for live video.
         detector: a `FaceDetector` (default: photo settings).
         model: an already loaded Keras model for `model_path` (the dashboard's cache), or
             its `InferenceEngine`; the card is still read from beside `model_path`.
@@ -121,7 +123,7 @@ class Recognizer:
             )
         self.crop_size = int(inp["crop_size"])
         self.margin = float(self.card.get("face_margin", DEFAULT_FACE_MARGIN))
-        self.tta = tta if tta is not None else str(self.card.get("tta") or "none")
+        self.tta = tta if tta is not None else str(self.card.get("photo_tta") or self.card.get("tta") or "none")
         if self.tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}. Received: tta={self.tta!r}")
         if isinstance(model, InferenceEngine):

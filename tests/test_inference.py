@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -287,3 +288,21 @@ def test_live_annotator_records_stats_and_queues_results(recognizer):
     ann.set_smoothing(None)
     ann(np.zeros((5, 5, 3), np.uint8))  # tiny frame: no face, no crash
     assert ann.stats()["frames"] == 4 and ann.stats()["error"] is None
+
+
+def test_live_annotator_lag_grows_only_when_frames_queue(recognizer):
+    """Frames handed over at their capture rate show no lag; frames arriving ever later show it growing."""
+    from fer_core.video import LiveAnnotator
+
+    frame = np.zeros((60, 80, 3), np.uint8)
+    steady = LiveAnnotator(recognizer)
+    start = time.perf_counter()
+    for _ in range(4):
+        steady(frame, frame_time=(time.perf_counter() - start) + 1000.0)  # capture clock = wall clock + a constant
+    assert steady.stats()["lag_ms"] < 20
+    late = LiveAnnotator(recognizer)
+    for i in range(4):
+        late(frame, frame_time=i * 0.01)  # captured 10 ms apart, handed over >= 60 ms apart: a queue builds
+        time.sleep(0.06)
+    assert late.stats()["lag_ms"] >= 100  # lags 0, >=50, >=100, >=150 ms; the median is the third
+    assert LiveAnnotator(recognizer).stats()["lag_ms"] is None

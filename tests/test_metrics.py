@@ -123,17 +123,20 @@ def test_compare_per_class():
     assert rows["c"]["f1_b"] == 1.0 and rows["c"]["f1_a"] == pytest.approx(2 / 3)
 
 
-class _BrightnessModel:
-    """A stand-in model: predicts "happy" for bright faces, "sad" for dark ones."""
+def _brightness_model():
+    """A real Keras model that predicts "happy" for bright faces and "sad" for dark ones."""
+    import keras
 
-    output_shape = (None, 7)
-
-    def __call__(self, x, training=False):
-        bright = np.asarray(x).mean(axis=(1, 2, 3)) > 127
-        out = np.zeros((len(bright), 7), np.float32)
-        out[bright, 3] = 1.0
-        out[~bright, 4] = 1.0
-        return out
+    inp = keras.Input((44, 44, 1))
+    mean = keras.layers.GlobalAveragePooling2D()(inp)
+    dense = keras.layers.Dense(7, activation="softmax")
+    model = keras.Model(inp, dense(mean))
+    w = np.zeros((1, 7), np.float32)
+    b = np.full(7, -100.0, np.float32)
+    w[0, 3], b[3] = 1.0, -127.0  # happy: brightness above 127
+    w[0, 4], b[4] = -1.0, 127.0  # sad: below
+    dense.set_weights([w, b])
+    return model
 
 
 def test_evaluate_dataset_maps_classes_by_name():
@@ -149,7 +152,7 @@ def test_evaluate_dataset_maps_classes_by_name():
         sources=np.array([f"f{i}" for i in range(5)]),
     )
     card = {"labels": ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"], "input": {"crop_size": 44}}
-    metrics, preds = evaluate_dataset(_BrightnessModel(), card, ds, "test", "flip")
+    metrics, preds = evaluate_dataset(_brightness_model(), card, ds, "test", "flip")
     assert preds["labels"].tolist() == [4, 4, 3, 3, 3]
     assert metrics["accuracy"] == pytest.approx(4 / 5)
     assert metrics["per_class"]["happy"]["recall"] == pytest.approx(2 / 3)
