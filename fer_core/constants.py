@@ -20,3 +20,7 @@ FER2013_URL = "https://www.kaggle.com/datasets/msambare/fer2013"
 
 # The shipped default model (relative to the repository root).
 DEFAULT_MODEL_NAME = "fer_resnet"
+
+# The face detector predict, video, serve and the pages use (see fer_core.faces.PRESETS and
+# docs/inference.md for the measurement behind the choice).
+DEFAULT_DETECTOR = "blazeface"
