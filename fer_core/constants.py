@@ -24,3 +24,7 @@ DEFAULT_MODEL_NAME = "fer_resnet"
 # The face detector predict, video, serve and the pages use (see fer_core.faces.PRESETS and
 # docs/inference.md for the measurement behind the choice).
 DEFAULT_DETECTOR = "blazeface"
+
+# Rotate each face so its eyes are level before the 48x48 crop. benchmarks/alignment.py and
+# docs/inference.md ("Eye alignment") hold the measurement behind this default.
+ALIGN_FACES = False
