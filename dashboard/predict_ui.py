@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from fer_core.constants import ALIGN_FACES
 from fer_core.inference import color_for
 
 # ICE servers for remote use, as JSON (e.g. '[{"urls": ["stun:stun.l.google.com:19302"]}]').
@@ -80,7 +81,9 @@ def detector_ui() -> dict:
             )
         landmarks = st.checkbox("Show eyes, nose, mouth and ears", help="BlazeFace's landmarks (Haar finds none).")
         align = st.checkbox(
-            "Level the eyes before classifying", help="Rotates tilted faces upright first (needs BlazeFace's eyes)."
+            "Level the eyes before classifying",
+            value=ALIGN_FACES,
+            help="Rotates tilted faces upright first (needs BlazeFace's eyes).",
         )
         tta = st.selectbox(
             "Test-time augmentation",

@@ -34,7 +34,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--max-side", type=int, help="haar only: search photos at this working size (px); raise it for small faces"
     )
-    p.add_argument("--align", action="store_true", help="rotate each face so its eyes are level before classifying")
+    p.add_argument(
+        "--align",
+        action=argparse.BooleanOptionalAction,
+        help="rotate each face so its eyes are level before classifying (default on; needs blazeface)",
+    )
     p.add_argument("--whole-image", action="store_true", help="treat each image as one face crop (no detection)")
     p.set_defaults(func=cmd_predict)
     return p
@@ -57,7 +61,7 @@ def cmd_predict(args) -> int:
     if args.max_side is not None and args.detector != "haar":
         raise ValueError(f"--max-side applies to --detector haar only. Received: --detector {args.detector}")
     detector = create_detector(args.detector, min_face=args.min_face, max_side=args.max_side)
-    rec = Recognizer(args.model, tta=args.tta, detector=detector, align=args.align or None)
+    rec = Recognizer(args.model, tta=args.tta, detector=detector, align=args.align)
     results: list[dict] = []
     for path in args.inputs:
         if is_video(path):
