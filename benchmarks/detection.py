@@ -288,10 +288,10 @@ def cpu_description() -> str:
 # ----------------------------------------------------------------------------- detectors
 
 
-def _ours(name: str, **kw):
+def _ours(name: str, preset: str = "photo", **kw):
     from fer_core.faces import create_detector
 
-    det = create_detector(name, **kw)
+    det = create_detector(name, preset, **kw)
     return lambda rgb: det.boxes(rgb)
 
 
@@ -314,12 +314,13 @@ def _dlib():
 
 
 DETECTORS = {
-    "blazeface": ("BlazeFace full-range (default)", lambda: _ours("blazeface")),
-    "blazeface-tiles2": ("BlazeFace full-range + 2x2 tiles", lambda: _ours("blazeface", tiles=2)),
+    "blazeface": ("BlazeFace full-range + 2x2 tiles, photo preset (default)", lambda: _ours("blazeface")),
+    "blazeface-webcam": ("BlazeFace full-range, webcam preset (no tiles)", lambda: _ours("blazeface", "webcam")),
+    "blazeface-whole": ("BlazeFace full-range, no tiles, no size limit", lambda: _ours("blazeface", tiles=1)),
     "blazeface-tiles3": ("BlazeFace full-range + 3x3 tiles", lambda: _ours("blazeface", tiles=3)),
-    "blazeface-short": ("BlazeFace short-range", lambda: _ours("blazeface", model="short")),
+    "blazeface-short": ("BlazeFace short-range, no tiles", lambda: _ours("blazeface", model="short", tiles=1)),
     "haar": ("Haar alt2, photo preset", lambda: _ours("haar")),
-    "haar-webcam": ("Haar alt2, webcam preset", lambda: _ours("haar", preset="webcam")),
+    "haar-webcam": ("Haar alt2, webcam preset", lambda: _ours("haar", "webcam")),
     "mtcnn": ("mtcnn 1.0 (TensorFlow)", _mtcnn),
     "dlib-hog": ("dlib HOG, upsample 1", _dlib),
 }
