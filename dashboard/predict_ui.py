@@ -11,6 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from fer_core.constants import ALIGN_FACES
 from fer_core.inference import color_for
 
 # ICE servers for remote use, as JSON (e.g. '[{"urls": ["stun:stun.l.google.com:19302"]}]').
@@ -26,28 +27,63 @@ def _rgb(label: str, labels) -> str:
 # ----------------------------------------------------------------------------- widgets
 
 
-# "Search detail" choices: the working size (longer side, px) photos are searched at.
+# "Search detail" choices of the Haar detector: the working size (longer side, px) photos are searched at.
 DETAIL = {"normal (fast)": 400, "small faces": 800, "crowds (slow)": 1600}
+# Face detectors offered on the Predict page, default first (fer_core.faces.PRESETS holds their settings).
+DETECTOR_CHOICES = {"BlazeFace (CNN)": "blazeface", "Haar cascade (2001)": "haar"}
 
 
 def detector_ui() -> dict:
-    """Sidebar: face-detector and TTA settings for photos; returns {"max_side", "min_face", "min_neighbors", "tta"}."""
+    """Sidebar: face-detector, drawing and TTA settings for photos.
+
+    Returns:
+        {"detector": name, "settings": {constructor overrides}, "landmarks": bool, "align": bool, "tta": ...}.
+    """
     with st.sidebar:
         st.subheader("Face detection")
-        detail = st.selectbox(
-            "Search detail",
-            list(DETAIL),
-            help="Photos are searched at this working size. Faces smaller than ~5% of the photo need more detail.",
+        choice = st.selectbox(
+            "Detector",
+            list(DETECTOR_CHOICES),
+            help="BlazeFace finds tilted, half-covered and small faces that the Haar cascade misses "
+            "(benchmark in docs/inference.md).",
         )
+        name = DETECTOR_CHOICES[choice]
         min_face = st.slider(
-            "Smallest face (% of the shorter side)", 1, 40, 5, help="Smaller finds distant faces; larger is faster."
+            "Smallest face (% of the shorter side)",
+            0,
+            40,
+            5 if name == "haar" else 0,
+            help="Larger ignores small faces.",
         )
-        min_neighbors = st.slider(
-            "Confidence (agreeing detections)",
-            2,
-            20,
-            6,
-            help="Real faces collect 15+ agreeing detections, false ones rarely more than 4. Lower finds more.",
+        settings: dict = {"min_face": min_face / 100.0}
+        if name == "haar":
+            detail = st.selectbox(
+                "Search detail",
+                list(DETAIL),
+                help="Photos are searched at this working size. Faces smaller than ~5% of the photo need more detail.",
+            )
+            settings["max_side"] = DETAIL[detail]
+            settings["min_neighbors"] = st.slider(
+                "Confidence (agreeing detections)",
+                2,
+                20,
+                6,
+                help="Real faces collect 15+ agreeing detections, false ones rarely more than 4. Lower finds more.",
+            )
+        else:
+            settings["min_score"] = st.slider(
+                "Confidence",
+                0.2,
+                0.9,
+                0.5,
+                0.05,
+                help="BlazeFace's face probability; lower finds more, and more mistakes.",
+            )
+        landmarks = st.checkbox("Show eyes, nose, mouth and ears", help="BlazeFace's landmarks (Haar finds none).")
+        align = st.checkbox(
+            "Level the eyes before classifying",
+            value=ALIGN_FACES,
+            help="Rotates tilted faces upright first (needs BlazeFace's eyes).",
         )
         tta = st.selectbox(
             "Test-time augmentation",
@@ -55,9 +91,10 @@ def detector_ui() -> dict:
             help="'card' uses the model card's choice. tencrop averages ten crops: a little more accurate, ~5x slower.",
         )
     return {
-        "max_side": DETAIL[detail],
-        "min_face": min_face / 100.0,
-        "min_neighbors": int(min_neighbors),
+        "detector": name,
+        "settings": settings,
+        "landmarks": landmarks,
+        "align": align,
         "tta": None if tta == "card" else tta,
     }
 
@@ -97,7 +134,6 @@ def use_latest_frame_relay() -> None:
     from aiortc.contrib.media import MediaRelay
     from streamlit.runtime.runtime import Runtime
     from streamlit_webrtc import relay as webrtc_relay
-    from streamlit_webrtc.eventloop import get_global_event_loop, loop_context
 
     class LatestFrameRelay(MediaRelay):
         latest_frame_only = True
@@ -108,8 +144,7 @@ def use_latest_frame_relay() -> None:
     runtime = Runtime.instance()
     name = webrtc_relay._SERVER_GLOBAL_RELAY_ATTR_NAME_  # where get_global_relay() keeps its singleton
     if not getattr(getattr(runtime, name, None), "latest_frame_only", False):
-        with loop_context(get_global_event_loop()):
-            setattr(runtime, name, LatestFrameRelay())
+        setattr(runtime, name, LatestFrameRelay())  # MediaRelay binds no event loop when made
 
 
 # ----------------------------------------------------------------------------- tables and files

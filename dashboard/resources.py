@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from fer_core.constants import DEFAULT_MODEL_NAME
+from fer_core.constants import DEFAULT_DETECTOR, DEFAULT_MODEL_NAME
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO / "data" / "sample"
@@ -124,11 +124,11 @@ def load_recognizer(path: str | Path, tta: str | None = None):
     return recognizer(str(path), _mtime(path), tta)
 
 
-# scope="session": an OpenCV cascade keeps per-image state while it runs, so two sessions
-# must not share one.
+# scope="session": an OpenCV cascade and a TFLite interpreter keep per-image state while they
+# run, so two sessions must not share one.
 @st.cache_resource(max_entries=8, scope="session")
-def detector(max_side: int = 400, min_face: float = 0.05, min_neighbors: int = 6):
-    """A photo `FaceDetector` with these settings, one per browser session."""
-    from fer_core.faces import FaceDetector
+def detector(name: str = DEFAULT_DETECTOR, **settings):
+    """A photo-preset face detector (`fer_core.faces.create_detector`) with these settings, one per browser session."""
+    from fer_core.faces import create_detector
 
-    return FaceDetector(max_side=max_side, min_face=min_face, min_neighbors=min_neighbors)
+    return create_detector(name, "photo", **settings)

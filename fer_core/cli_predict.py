@@ -1,7 +1,7 @@
 """``python -m fer_core predict IMAGE_OR_VIDEO... [--model PATH] [--json OUT]``.
 
 Output (``--json``): a list with, per image, ``{"image": path, "faces": [{"box": [x, y, w, h],
-"emotion": name, "scores": {name: p}}]}``; per video, one such entry per analysed frame,
+"emotion": name, "scores": {name: p}, "landmarks": {name: [x, y]}}]}``; per video, one such entry per analysed frame,
 with ``"time"`` (seconds) and ``"frame"`` (index) added.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+from fer_core.constants import DEFAULT_DETECTOR
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -22,9 +24,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the results as JSON here")
     p.add_argument("--tta", choices=("none", "flip", "tencrop"), help="test-time augmentation (default: the card's)")
     p.add_argument("--every", type=float, default=0.5, help="videos: seconds between analysed frames (default 0.5)")
-    p.add_argument("--min-face", type=float, default=0.05, help="smallest face, fraction of the shorter side")
     p.add_argument(
-        "--max-side", type=int, default=400, help="search photos at this working size (px); raise it for small faces"
+        "--detector",
+        choices=("blazeface", "haar"),
+        default=DEFAULT_DETECTOR,
+        help=f"face detector (default {DEFAULT_DETECTOR})",
+    )
+    p.add_argument("--min-face", type=float, help="smallest face, fraction of the shorter side (default: the preset's)")
+    p.add_argument(
+        "--max-side", type=int, help="haar only: search photos at this working size (px); raise it for small faces"
+    )
+    p.add_argument(
+        "--align",
+        action=argparse.BooleanOptionalAction,
+        help="rotate each face so its eyes are level before classifying (default on; needs blazeface)",
     )
     p.add_argument("--whole-image", action="store_true", help="treat each image as one face crop (no detection)")
     p.set_defaults(func=cmd_predict)
@@ -33,7 +46,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_predict(args) -> int:
     """Run the recogniser on every input; print a summary and optionally write JSON."""
-    from fer_core.faces import FaceDetector
+    from fer_core.faces import create_detector
     from fer_core.images import ImageError, decode_image
     from fer_core.inference import Recognizer
     from fer_core.video import analyse_video, is_video
@@ -45,7 +58,10 @@ def cmd_predict(args) -> int:
         )
     if args.every < 0:
         raise ValueError(f"--every must be 0 or more seconds. Received: {args.every}")
-    rec = Recognizer(args.model, tta=args.tta, detector=FaceDetector(max_side=args.max_side, min_face=args.min_face))
+    if args.max_side is not None and args.detector != "haar":
+        raise ValueError(f"--max-side applies to --detector haar only. Received: --detector {args.detector}")
+    detector = create_detector(args.detector, min_face=args.min_face, max_side=args.max_side)
+    rec = Recognizer(args.model, tta=args.tta, detector=detector, align=args.align)
     results: list[dict] = []
     for path in args.inputs:
         if is_video(path):

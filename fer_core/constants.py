@@ -20,3 +20,13 @@ FER2013_URL = "https://www.kaggle.com/datasets/msambare/fer2013"
 
 # The shipped default model (relative to the repository root).
 DEFAULT_MODEL_NAME = "fer_resnet"
+
+# The face detector predict, video, serve and the pages use (see fer_core.faces.PRESETS and
+# docs/inference.md for the measurement behind the choice).
+DEFAULT_DETECTOR = "blazeface"
+
+# Rotate each face so its eyes are level before the 48x48 crop (FER-2013 faces are roughly
+# upright). benchmarks/alignment.py: on FER-2013 val faces turned by +-15/30 degrees it gained
+# 0.8-3.3 points and lost nowhere; on the turned shared photos it kept the upright prediction
+# (docs/inference.md, "Eye alignment"). Faces without eye landmarks (Haar) are cropped as is.
+ALIGN_FACES = True

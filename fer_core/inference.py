@@ -7,15 +7,15 @@ preprocessing evaluation uses. All faces of a frame are classified in one batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from fer_core.card import DEFAULT_FACE_MARGIN, CardError, load_card
-from fer_core.constants import DEFAULT_MODEL_NAME, IMAGE_SIZE
+from fer_core.constants import ALIGN_FACES, DEFAULT_MODEL_NAME, IMAGE_SIZE
 from fer_core.engine import InferenceEngine, engine_for
-from fer_core.faces import FaceDetector
+from fer_core.faces import create_detector
 from fer_core.images import decode_image, resize_face, to_gray
 from fer_core.preprocess import TTA_MODES
 
@@ -42,13 +42,16 @@ class Face:
     box: tuple[int, int, int, int]  # x, y, w, h in original image pixels
     emotion: str
     scores: dict[str, float]  # every label of the card, summing to ~1
+    # {"right_eye": (x, y), ...} in original pixels (the subject's right/left); empty when the detector gives none
+    landmarks: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        """``{"box": [x, y, w, h], "emotion": name, "scores": {name: p}}`` with plain Python types."""
+        """``{"box": [x, y, w, h], "emotion": name, "scores": {name: p}, "landmarks": {name: [x, y]}}``, plain types."""
         return {
             "box": [int(v) for v in self.box],
             "emotion": self.emotion,
             "scores": {k: round(float(v), 5) for k, v in self.scores.items()},
+            "landmarks": {k: [round(float(v[0]), 1), round(float(v[1]), 1)] for k, v in self.landmarks.items()},
         }
 
 
@@ -60,13 +63,36 @@ def color_for(label: str, labels: tuple[str, ...] = ()) -> tuple[int, int, int]:
     return _PALETTE[i % len(_PALETTE)]
 
 
-def crop_face(gray: np.ndarray, box: tuple[int, int, int, int], margin: float, size: int = IMAGE_SIZE) -> np.ndarray:
+def eye_angle(landmarks: dict | None) -> float:
+    """Degrees the line from the right to the left eye is turned from level (0 without eye landmarks)."""
+    if not landmarks or "right_eye" not in landmarks or "left_eye" not in landmarks:
+        return 0.0
+    (rx, ry), (lx, ly) = landmarks["right_eye"], landmarks["left_eye"]
+    angle = float(np.degrees(np.arctan2(ly - ry, lx - rx)))
+    # A mirrored picture swaps which eye is on the left; either way the face is within 90 degrees of level.
+    return (angle + 90.0) % 180.0 - 90.0
+
+
+def crop_face(
+    gray: np.ndarray, box: tuple[int, int, int, int], margin: float, size: int = IMAGE_SIZE, angle: float = 0.0
+) -> np.ndarray:
     """Square crop around `box` grown by `margin` (fraction of the box) per side, resized to size x size.
 
     Parts of the grown box outside the picture are filled by repeating the edge pixels,
-    so a face at the border stays centred instead of being squeezed.
+    so a face at the border stays centred instead of being squeezed. A non-zero `angle`
+    (degrees, `eye_angle`) rotates the picture about the box centre first, so the eyes
+    end up level, as in FER-2013's roughly upright faces.
     """
     x, y, w, h = box
+    if angle:
+        import cv2
+
+        side = max(w, h) * (1.0 + 2.0 * margin)
+        n = max(1, round(side))
+        m = cv2.getRotationMatrix2D((x + w / 2.0, y + h / 2.0), angle, 1.0)
+        m[:, 2] += n / 2.0 - np.array([x + w / 2.0, y + h / 2.0])
+        crop = cv2.warpAffine(gray, m, (n, n), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return resize_face(crop, size)
     side = max(w, h) * (1.0 + 2.0 * margin)
     cx, cy = x + w / 2.0, y + h / 2.0
     x0, y0 = round(cx - side / 2.0), round(cy - side / 2.0)
@@ -91,9 +117,11 @@ class Recognizer:
             ``photo_tta`` (the cheapest mode about as accurate as the best on PublicTest, see
             `fer_core.preprocess.choose_photo_tta`), else its ``tta``. "none" costs one network
             pass per face, "tencrop" ten; "none" is right for live video.
-        detector: a `FaceDetector` (default: photo settings).
+        detector: a face detector (default: `fer_core.faces.create_detector()`, photo preset).
         model: an already loaded Keras model for `model_path` (the dashboard's cache), or
             its `InferenceEngine`; the card is still read from beside `model_path`.
+        align: rotate each face so its eyes are level before cropping (needs a detector
+            with eye landmarks); None -> `fer_core.constants.ALIGN_FACES`.
 
     Raises:
         CardError: no model file, no card, or a card this code cannot use.
@@ -104,8 +132,9 @@ class Recognizer:
         model_path: str | Path | None = None,
         *,
         tta: str | None = None,
-        detector: FaceDetector | None = None,
+        detector=None,
         model=None,
+        align: bool | None = None,
     ) -> None:
         path = Path(model_path) if model_path is not None else DEFAULT_MODEL_PATH
         if model is None and not path.is_file():
@@ -141,12 +170,13 @@ class Recognizer:
             )
         self.model = model
         self.engine = engine
-        self.detector = detector if detector is not None else FaceDetector()
+        self.detector = detector if detector is not None else create_detector()
+        self.align = ALIGN_FACES if align is None else bool(align)
 
     def __repr__(self) -> str:
         return f"Recognizer({str(self.model_path)!r}, tta={self.tta!r}, labels={len(self.labels)})"
 
-    def with_detector(self, detector: FaceDetector) -> Recognizer:
+    def with_detector(self, detector) -> Recognizer:
         """A recogniser sharing this one's model but using another detector (cheap; no reload)."""
         other = object.__new__(Recognizer)
         other.__dict__.update(self.__dict__)
@@ -167,20 +197,29 @@ class Recognizer:
         gray = to_gray(rgb)
         if not faces:
             return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-        return np.stack([crop_face(gray, f.box, self.margin) for f in faces])
+        return np.stack([self._crop(gray, f.box, f.landmarks) for f in faces])
 
-    def faces_from_boxes(self, gray: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[Face]:
-        """Classify given boxes of a gray picture (crop with the card's margin, one batch)."""
+    def faces_from_boxes(
+        self, gray: np.ndarray, boxes: list[tuple[int, int, int, int]], landmarks: list[dict] | None = None
+    ) -> list[Face]:
+        """Classify given boxes of a gray picture (crop with the card's margin, one batch).
+
+        `landmarks` (one dict per box) travel into the faces and, with `align`, level the eyes.
+        """
         if not boxes:
             return []
-        crops = np.stack([crop_face(gray, b, self.margin) for b in boxes])
+        marks = landmarks if landmarks is not None else [{}] * len(boxes)
+        crops = np.stack([self._crop(gray, b, m) for b, m in zip(boxes, marks, strict=True)])
         probs = self.classify(crops)
-        return [self._face(b, p) for b, p in zip(boxes, probs, strict=True)]
+        return [self._face(b, p, m) for b, p, m in zip(boxes, probs, marks, strict=True)]
 
     def predict_image(self, rgb: np.ndarray) -> list[Face]:
         """Every face found in an RGB uint8 (H, W, 3) picture, left to right."""
-        gray = to_gray(rgb)
-        return self.faces_from_boxes(gray, self.detector.boxes(gray))
+        dets = self.detector.detect(rgb)  # colour: BlazeFace was trained on it
+        return self.faces_from_boxes(to_gray(rgb), [d.box for d in dets], [d.landmarks or {} for d in dets])
+
+    def _crop(self, gray: np.ndarray, box, landmarks: dict | None) -> np.ndarray:
+        return crop_face(gray, box, self.margin, angle=eye_angle(landmarks) if self.align else 0.0)
 
     def predict_crop(self, rgb: np.ndarray) -> Face:
         """Treat the whole picture as one face (FER-2013-style crops, where detectors find nothing)."""
@@ -206,9 +245,9 @@ class Recognizer:
         rgb = _decode_named(source, label)
         return {"image": label, "faces": [f.to_json() for f in self.predict_image(rgb)]}
 
-    def _face(self, box, probs: np.ndarray) -> Face:
+    def _face(self, box, probs: np.ndarray, landmarks: dict | None = None) -> Face:
         scores = {name: float(p) for name, p in zip(self.labels, probs, strict=True)}
-        return Face(tuple(int(v) for v in box), self.labels[int(np.argmax(probs))], scores)
+        return Face(tuple(int(v) for v in box), self.labels[int(np.argmax(probs))], scores, dict(landmarks or {}))
 
 
 def _decode_named(source, name: str) -> np.ndarray:
@@ -225,8 +264,10 @@ def _decode_named(source, name: str) -> np.ndarray:
         raise ImageError(msg) from None
 
 
-def annotate(rgb: np.ndarray, faces: list[Face], labels: tuple[str, ...] = (), *, copy: bool = True) -> np.ndarray:
-    """Draw each face's box and "emotion NN%" label on an RGB uint8 picture.
+def annotate(
+    rgb: np.ndarray, faces: list[Face], labels: tuple[str, ...] = (), *, copy: bool = True, landmarks: bool = False
+) -> np.ndarray:
+    """Draw each face's box and "emotion NN%" label (and, with `landmarks`, its points) on an RGB uint8 picture.
 
     Line width and text size follow the picture's size so labels stay readable on a
     4000-pixel photo and a 640x480 frame alike.
@@ -246,6 +287,10 @@ def annotate(rgb: np.ndarray, faces: list[Face], labels: tuple[str, ...] = (), *
         ty = y - 4 if y - th - base - 4 >= 0 else min(h - 1, y + bh + th + 4)
         cv2.rectangle(out, (x, ty - th - base), (x + tw + 4, ty + base), color, -1)
         cv2.putText(out, text, (x + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick, cv2.LINE_AA)
+        if landmarks:
+            for px, py in f.landmarks.values():
+                cv2.circle(out, (round(px), round(py)), thick + 2, color, -1, cv2.LINE_AA)
+                cv2.circle(out, (round(px), round(py)), thick + 2, (0, 0, 0), 1, cv2.LINE_AA)
     return out
 
 

@@ -4,7 +4,7 @@
 takes one image as the multipart form field ``file`` and answers with the same JSON as
 ``python -m fer_core predict`` gives for one image::
 
-    {"image": "photo.jpg", "faces": [{"box": [x, y, w, h], "emotion": "happy", "scores": {...}}]}
+    {"image": "photo.jpg", "faces": [{"box": [x, y, w, h], "emotion": "happy", "scores": {...}, "landmarks": {...}}]}
 
 Limits, so that one client cannot take the server down:
 
@@ -116,17 +116,13 @@ async def _send_json(send, status: int, detail: str) -> None:
 
 
 class _Workers:
-    """A fixed pool of threads, each with its own recogniser view (own OpenCV detector)."""
+    """A fixed pool of threads, each with its own recogniser view (own face detector)."""
 
     def __init__(self, recognizer, size: int, max_waiting: int) -> None:
-        from fer_core.faces import FaceDetector
-
-        base = recognizer.detector
-        detector_args = _detector_args(base)
         self._slots: queue.SimpleQueue = queue.SimpleQueue()
         for i in range(size):
-            # CascadeClassifier is not documented as thread-safe: one per worker.
-            self._slots.put(recognizer if i == 0 else recognizer.with_detector(FaceDetector(**detector_args)))
+            # Neither a CascadeClassifier nor a TFLite interpreter is thread-safe: one per worker.
+            self._slots.put(recognizer if i == 0 else recognizer.with_detector(recognizer.detector.clone()))
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="fer-infer")
         self._admitted = threading.BoundedSemaphore(size + max_waiting)
 
@@ -149,16 +145,6 @@ class _Workers:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _detector_args(detector) -> dict:
-    """The constructor arguments of a `FaceDetector`, read back from its attributes."""
-    import inspect
-
-    from fer_core.faces import FaceDetector
-
-    names = [p for p in inspect.signature(FaceDetector).parameters if p != "self"]
-    return {n: getattr(detector, n) for n in names if hasattr(detector, n)}
 
 
 def _predict(rec, data: bytes, name: str, max_pixels: int) -> dict:

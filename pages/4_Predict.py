@@ -20,8 +20,13 @@ try:
 except (CardError, ValueError) as exc:
     st.error(f"{exc}")
     st.stop()
-det = resources.detector(settings["max_side"], settings["min_face"], settings["min_neighbors"])
+try:
+    det = resources.detector(settings["detector"], **settings["settings"])
+except ValueError as exc:  # e.g. the BlazeFace package is missing: say what to install
+    st.error(str(exc))
+    st.stop()
 rec = base.with_detector(det)
+rec.align = settings["align"]
 st.caption(f"Model: {rec.model_path.name} ({rec.card.get('name', '?')}), test-time augmentation: {rec.tta}")
 photos_tab, video_tab = st.tabs(["Photos", "Video"])
 
@@ -51,13 +56,13 @@ with photos_tab:
         st.subheader(entry["image"])
         if not faces:
             st.info(
-                "No face found. Try a smaller 'Smallest face' or a lower 'Confidence' in the sidebar, "
+                "No face found. Try a smaller 'Smallest face', a lower 'Confidence' or another detector in the sidebar, "
                 "or tick 'already cropped faces'."
             )
             st.image(rgb, width=480)
             continue
         left, right = st.columns([3, 2])
-        annotated = annotate(rgb, faces, rec.labels)
+        annotated = annotate(rgb, faces, rec.labels, landmarks=settings["landmarks"])
         left.image(annotated, use_container_width=True)
         left.download_button(
             "Annotated image (PNG)",

@@ -13,7 +13,8 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 from dashboard import predict_ui as ui
 from dashboard import resources
 from fer_core.card import CardError
-from fer_core.faces import TrackingDetector, webcam_detector
+from fer_core.constants import DEFAULT_DETECTOR
+from fer_core.faces import TrackingDetector, create_detector
 from fer_core.video import LiveAnnotator
 
 st.set_page_config(page_title="Webcam", layout="wide")
@@ -41,7 +42,11 @@ st.caption(
 # One annotator per browser session (it tracks faces between frames), rebuilt when settings change.
 live_key = (str(base.model_path), id(base), min_face)
 if st.session_state.get("live_key") != live_key:
-    detector = TrackingDetector(webcam_detector(min_face=min_face / 100))
+    try:
+        detector = TrackingDetector(create_detector(DEFAULT_DETECTOR, "webcam", min_face=min_face / 100))
+    except ValueError as exc:  # e.g. the BlazeFace package is missing: the message says what to install
+        st.error(str(exc))
+        st.stop()
     trace = os.environ.get("FER_LIVE_TRACE")  # per-frame timings for benchmarks/webcam_browser.py
     st.session_state["live"] = LiveAnnotator(base.with_detector(detector), trace=trace)
     st.session_state["live_key"] = live_key

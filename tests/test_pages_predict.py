@@ -159,7 +159,13 @@ def test_webcam_page_readout_with_a_stand_in_stream(app):
     calls = {}
 
     def fake_streamer(**kw):
+        from aiortc.mediastreams import VideoStreamTrack
+        from streamlit_webrtc.relay import get_global_relay
+
         calls.update(kw)
+        # What streamlit-webrtc does with the camera track: subscribe through its relay. It must keep
+        # only the newest frame (unbuffered), so frames cannot pile up before the callback.
+        calls["buffered"] = get_global_relay().subscribe(VideoStreamTrack())._buffered
         out = kw["video_frame_callback"](frame)  # what streamlit-webrtc's worker thread would do
         calls["out"] = out.to_ndarray(format="rgb24")
         return types.SimpleNamespace(state=types.SimpleNamespace(playing=True))
@@ -169,6 +175,7 @@ def test_webcam_page_readout_with_a_stand_in_stream(app):
         assert not at.exception
         at.run()  # a second frame through the same session's annotator
     assert calls["rtc_configuration"] == {"iceServers": []}
+    assert calls["buffered"] is False
     assert calls["media_stream_constraints"]["audio"] is False
     assert not np.array_equal(calls["out"], frame.to_ndarray(format="rgb24"))  # the box was drawn
     text = _texts(at)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fer_core.blazeface import KEYPOINTS
 from fer_core.cli import main
 from fer_core.constants import EMOTIONS
 from tests.conftest import REPO, SHARED_PHOTOS, needs_shared_photos
@@ -27,7 +28,9 @@ def tiny_model(tmp_path_factory):
 def _check_entry(entry: dict) -> None:
     assert set(entry) >= {"image", "faces"}
     for f in entry["faces"]:
-        assert set(f) == {"box", "emotion", "scores"}
+        assert set(f) == {"box", "emotion", "scores", "landmarks"}
+        assert set(f["landmarks"]) in (set(KEYPOINTS), set())  # BlazeFace's six points, or none (Haar)
+        assert all(len(p) == 2 and all(isinstance(v, float) for v in p) for p in f["landmarks"].values())
         assert len(f["box"]) == 4 and all(isinstance(v, int) for v in f["box"])
         assert list(f["scores"]) == list(EMOTIONS) and f["emotion"] in EMOTIONS
         assert sum(f["scores"].values()) == pytest.approx(1.0, abs=1e-3)
@@ -51,6 +54,34 @@ def test_shared_photos_face_counts_through_the_command(tmp_path):
     for r in results:
         _check_entry(r)
     assert "2 faces" in proc.stdout and "1 face:" in proc.stdout
+
+
+@needs_shared_photos()
+def test_detector_choice_and_haar_only_settings(tiny_model, capsys, tmp_path):
+    photo = str(SHARED_PHOTOS / "kit_with_rose.jpg")
+    out = tmp_path / "h.json"
+    assert (
+        main(
+            [
+                "predict",
+                photo,
+                "--model",
+                str(tiny_model),
+                "--detector",
+                "haar",
+                "--max-side",
+                "600",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    (entry,) = json.loads(out.read_text())
+    assert len(entry["faces"]) == 2 and all(f["landmarks"] == {} for f in entry["faces"])
+    capsys.readouterr()
+    assert main(["predict", photo, "--model", str(tiny_model), "--max-side", "600"]) == 2
+    assert "--max-side applies to --detector haar only" in capsys.readouterr().err
 
 
 def test_no_face_is_a_plain_result(tmp_path, tiny_model, capsys):
