@@ -113,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import numpy as np
 
-    from fer_core.faces import TrackingDetector, webcam_detector
+    from fer_core.constants import DEFAULT_DETECTOR
+    from fer_core.faces import TrackingDetector, create_detector
+    from fer_core.hardware import cpu_summary
     from fer_core.images import decode_image, to_gray
     from fer_core.inference import Recognizer, annotate
     from fer_core.video import LiveAnnotator
@@ -122,28 +124,34 @@ def main(argv: list[str] | None = None) -> int:
     if not (photos / "biden.jpg").is_file():
         print(f"{photos}: needs the shared photos (biden.jpg, ...); pass --photos DIR", file=sys.stderr)
         return 2
+    print(f"CPU: {cpu_summary()}")
     print(
         f"cpus {os.cpu_count()}  load average {os.getloadavg()[0]:.2f}  opencv {cv2.__version__} threads "
         f"{cv2.getNumThreads()}  keras {keras.__version__}"
     )
 
     # ---- 1. live frame
-    live = Recognizer(args.model, tta="none", detector=webcam_detector())
-    print(f"model {live.model_path}  crop {live.crop_size}  card tta {live.card.get('tta')}")
+    live = Recognizer(args.model, tta="none", detector=create_detector(DEFAULT_DETECTOR, "webcam"))
+    print(
+        f"model {live.model_path}  crop {live.crop_size}  card tta {live.card.get('tta')}  "
+        f"photo tta {live.card.get('photo_tta')}  detector {live.detector!r}  runtime {live.engine.runtime_for(1)}"
+    )
     frame = webcam_frame(photos)
     gray = to_gray(frame)
     # The face drifts right and back, 0-24 px, so tracking has to follow it.
     drift = [np.roll(frame, 4 * abs(6 - i % 12), axis=1) for i in range(12)]
     step = iter(range(10**9))
-    tracked = LiveAnnotator(live.with_detector(TrackingDetector(webcam_detector())), smooth=0.3)
+    tracked = LiveAnnotator(
+        live.with_detector(TrackingDetector(create_detector(DEFAULT_DETECTOR, "webcam"))), smooth=0.3
+    )
     full = LiveAnnotator(live, smooth=0.3)
     print(f"\n640x480 frame, {len(live.predict_image(frame))} face(s), {args.frames} frames, tta none")
     ms = timed(lambda: tracked(drift[next(step) % 12]), args.frames)
     print(f"  end to end, as the Webcam page     {summary(ms)}")
     ms = timed(lambda: full(drift[next(step) % 12]), args.frames)
     print(f"  end to end, full search each frame {summary(ms)}")
-    print(f"  detect only                        {summary(timed(lambda: live.detector.boxes(gray), args.frames))}")
-    boxes = live.detector.boxes(gray)
+    print(f"  detect only                        {summary(timed(lambda: live.detector.boxes(frame), args.frames))}")
+    boxes = live.detector.boxes(frame)
     print(
         f"  classify only ({len(boxes)} face)           "
         f"{summary(timed(lambda: live.faces_from_boxes(gray, boxes), args.frames))}"

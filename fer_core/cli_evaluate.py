@@ -61,7 +61,7 @@ def cmd_evaluate(args) -> int:
     from fer_core.engine import load_engine
 
     model = load_engine(model_path).model
-    metrics, _ = evaluate_dataset(model, card, ds, args.split, args.tta)
+    metrics, _ = evaluate_dataset(model, card, ds, args.split, args.tta, progress=_progress("classifying"))
     metrics = {"model": str(model_path), "data": ds.root, **metrics}
     if args.json:
         _write_json(args.json, metrics)

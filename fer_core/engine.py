@@ -184,17 +184,17 @@ class InferenceEngine:
         runner = self._runner(runtime or self.runtime_for(len(views)))
         return np.concatenate([runner(views[i : i + self.max_crops]) for i in range(0, len(views), self.max_crops)])
 
-    def predict_proba(self, faces: np.ndarray, tta: str = "none", progress: Callable[[float], None] | None = None):
+    def predict_proba(self, faces: np.ndarray, tta: str = "none", progress: Callable[[int, int], None] | None = None):
         """Class probabilities (N, C) for (N, 48, 48) uint8 faces, averaged over the TTA views.
 
         Args:
             faces: (N, 48, 48) uint8 gray faces (or one (48, 48) face).
             tta: "none", "flip" or "tencrop" (see `fer_core.preprocess.tta_views`).
-            progress: called with the fraction done (0-1) after each batch.
+            progress: called as progress(faces done, faces in all) after each batch.
         """
         return self.predict_views(faces, tta, progress).mean(axis=0)
 
-    def predict_views(self, faces: np.ndarray, tta: str = "none", progress: Callable[[float], None] | None = None):
+    def predict_views(self, faces: np.ndarray, tta: str = "none", progress: Callable[[int, int], None] | None = None):
         """Class probabilities of every TTA view, (V, N, C) in `tta_views`' order (not averaged)."""
         faces = np.asarray(faces)
         if faces.ndim == 2:
@@ -209,7 +209,7 @@ class InferenceEngine:
             v, n = views.shape[:2]
             out[:, start : start + n] = self.run(views.reshape(v * n, *views.shape[2:]), runtime).reshape(v, n, -1)
             if progress is not None:
-                progress(min(1.0, (start + n) / len(faces)))
+                progress(start + n, len(faces))
         return out
 
     def warmup(self) -> InferenceEngine:

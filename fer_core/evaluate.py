@@ -103,7 +103,7 @@ def compute_metrics(y_true, probs, class_names) -> dict:
 
 
 def evaluate_arrays(
-    model, card: dict, images: np.ndarray, labels: np.ndarray, class_names, tta: str
+    model, card: dict, images: np.ndarray, labels: np.ndarray, class_names, tta: str, progress=None
 ) -> tuple[dict, np.ndarray]:
     """(metrics, probabilities) of a model on (N, 48, 48) faces, through the model's inference engine.
 
@@ -113,7 +113,7 @@ def evaluate_arrays(
     from fer_core.engine import engine_for
     from fer_core.preprocess import SUBMODE_VIEWS
 
-    views = engine_for(model).predict_views(images, tta)
+    views = engine_for(model).predict_views(images, tta, progress)
     probs = views.mean(axis=0)
     metrics = compute_metrics(labels, probs, class_names)
     labels = np.asarray(labels)
@@ -315,7 +315,7 @@ def split_sizes(ds) -> dict[str, int]:
     return {s: int((ds.splits == s).sum()) for s in SPLITS}
 
 
-def evaluate_dataset(model, card: dict, ds, split: str, tta: str | None = None) -> tuple[dict, dict]:
+def evaluate_dataset(model, card: dict, ds, split: str, tta: str | None = None, progress=None) -> tuple[dict, dict]:
     """Evaluate a model on one split of a dataset, classes matched to the card by name.
 
     Args:
@@ -324,6 +324,7 @@ def evaluate_dataset(model, card: dict, ds, split: str, tta: str | None = None) 
         ds: a `FaceDataset`.
         split: "train", "val" or "test".
         tta: "none", "flip" or "tencrop"; None uses the card's "tta".
+        progress: called as progress(faces done, faces in all) while classifying.
 
     Returns:
         (metrics, predictions): metrics as `compute_metrics` plus "split", "tta" and
@@ -340,7 +341,7 @@ def evaluate_dataset(model, card: dict, ds, split: str, tta: str | None = None) 
     mapping = label_mapping(ds.class_names, names)
     sub = ds.split(split)
     labels = mapping[sub.labels]
-    metrics, probs = evaluate_arrays(model, card, sub.images, labels, names, tta)
+    metrics, probs = evaluate_arrays(model, card, sub.images, labels, names, tta, progress)
     metrics.update(split=split, tta=tta, split_sizes=sizes)
     preds = {"labels": labels, "probs": probs, "sources": sub.sources, "class_names": names}
     return metrics, preds
