@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 SHARED_PHOTOS = Path(os.environ.get("FER_SHARED", REPO.parent / "shared")) / "photos"
 
 
