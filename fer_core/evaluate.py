@@ -274,7 +274,7 @@ def evaluate_model_files(model_path: str | Path, ds, tta: str) -> dict:
     card["tta"] = tta
     by_tta = card["metrics"].get("val_accuracy_by_tta") or {}
     if set(by_tta) == set(TTA_MODES):
-        card["photo_tta"] = choose_photo_tta(by_tta)
+        card["photo_tta"] = choose_photo_tta(by_tta, card["metrics"]["val_n"])
     save_card(model_path, card)
     return summary
 

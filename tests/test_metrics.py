@@ -161,3 +161,16 @@ def test_evaluate_dataset_maps_classes_by_name():
     assert metrics["tta"] == "flip" and metrics["split"] == "test"
     with pytest.raises(ValueError, match="val split .* is empty.*use --split test"):
         require_split(ds, "val")
+
+
+def test_photo_tta_is_the_cheapest_mode_within_one_standard_error():
+    from fer_core.preprocess import choose_photo_tta
+
+    # 3,589 faces at 71%: one standard error is 0.76 points.
+    assert choose_photo_tta({"none": 0.7074, "flip": 0.7086, "tencrop": 0.7116}, 3589) == "none"
+    assert choose_photo_tta({"none": 0.690, "flip": 0.7086, "tencrop": 0.7116}, 3589) == "flip"
+    assert choose_photo_tta({"none": 0.690, "flip": 0.700, "tencrop": 0.7116}, 3589) == "tencrop"
+    # On few faces the error is wide: the cheapest mode wins.
+    assert choose_photo_tta({"none": 0.60, "tencrop": 0.70}, 20) == "none"
+    with pytest.raises(ValueError, match="n=0"):
+        choose_photo_tta({"none": 0.7}, 0)
