@@ -40,6 +40,10 @@ class StopRequested(Exception):
     """Raised internally when a stop file appears; the run ends as 'stopped'."""
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being a finite number; the run ends as 'failed' and keeps its last good epoch."""
+
+
 # ----------------------------------------------------------------------------- hardware
 
 
@@ -454,7 +458,7 @@ def _callbacks_module():
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             acc = logs.get("val_accuracy", logs.get("accuracy"))
-            if acc is None or acc <= self.best:
+            if acc is None or not math.isfinite(acc) or acc <= self.best:
                 return
             self.best = float(acc)
             if not self.write:
@@ -483,7 +487,29 @@ def _callbacks_module():
             self.model.save_weights(tmp)
             os.replace(tmp, self.folder / f"epoch_{epoch + 1:03d}{EPOCH_SUFFIX}")
 
-    return RunLogger, BestCheckpoint, KeepEpochs
+    class NonFiniteGuard(keras.callbacks.Callback):
+        """Ends the run as soon as a loss is NaN or infinite. It raises rather than setting
+        stop_training, so Keras runs no end-of-epoch callbacks: the diverged weights never
+        reach the backup, model.keras or a metrics row (listed first for the same reason)."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch + 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._check(logs, f"epoch {self.epoch}, batch {batch + 1}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._check(logs, f"the end of epoch {epoch + 1}")
+
+        def _check(self, logs, where: str) -> None:
+            for key, value in (logs or {}).items():
+                if "loss" in key and not math.isfinite(float(value)):
+                    raise TrainingDiverged(
+                        f"{key} became {float(value)} at {where}: training diverged; lower the learning rate "
+                        "(or check the data). The last finished epoch's backup and best model are kept."
+                    )
+
+    return RunLogger, BestCheckpoint, KeepEpochs, NonFiniteGuard
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -642,11 +668,12 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
             card["init_from"] = init_from
         return card
 
-    RunLogger, BestCheckpoint, KeepEpochs = _callbacks_module()
+    RunLogger, BestCheckpoint, KeepEpochs, NonFiniteGuard = _callbacks_module()
     logger = RunLogger(run_dir, cfg, steps, counts["train"], write)
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     callbacks = [
-        # BackupAndRestore first: on resume it sets the initial epoch before others start.
+        NonFiniteGuard(),  # before anything that saves at an epoch's end (it has no on_train_begin)
+        # BackupAndRestore next: on resume it sets the initial epoch before others start.
         keras.callbacks.BackupAndRestore(
             str(backup), save_freq="epoch", delete_checkpoint=False, double_checkpoint=True
         ),
