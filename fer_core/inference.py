@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.card import DEFAULT_FACE_MARGIN, CardError, load_card
+from fer_core.card import DEFAULT_FACE_MARGIN, CardError, check_model_against_card, load_card, load_model_file
 from fer_core.constants import DEFAULT_MODEL_NAME, IMAGE_SIZE
 from fer_core.faces import FaceDetector
 from fer_core.images import decode_image, resize_face, to_gray
@@ -145,13 +145,8 @@ class Recognizer:
         if self.tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}. Received: tta={self.tta!r}")
         if model is None:
-            import keras
-
-            model = keras.models.load_model(path, compile=False)
-        if int(model.output_shape[-1]) != len(self.labels):
-            raise CardError(
-                f"{path}: the model has {model.output_shape[-1]} outputs, the card {len(self.labels)} labels."
-            )
+            model = load_model_file(path)
+        check_model_against_card(model, self.card, path)
         self.model = model
         self._forward = _CompiledModel(model)
         self.detector = detector if detector is not None else FaceDetector()
