@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 import warnings
 from pathlib import Path
 
@@ -49,9 +50,12 @@ def decode_image(source: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIX
         path = Path(source)
         if not path.is_file():
             raise ImageError(f"{name}: no such file.")
-        if path.stat().st_size == 0:
-            raise ImageError(f"{name}: the file is empty (0 bytes).")
-        fp = path.open("rb")
+        try:
+            if path.stat().st_size == 0:
+                raise ImageError(f"{name}: the file is empty (0 bytes).")
+            fp = path.open("rb")
+        except OSError as exc:  # permission denied, an I/O error, ...
+            raise ImageError(f"{name}: the file cannot be read ({exc.strerror or exc}).") from None
     try:
         with fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -71,10 +75,12 @@ def decode_image(source: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIX
             im.load()
             im = ImageOps.exif_transpose(im)
             return _to_rgb(im)
-    except ImageError:
+    except (ImageError, MemoryError):
         raise
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, ZeroDivisionError) as exc:
         raise ImageError(f"{name}: the image is corrupt or truncated ({exc}).") from None
+    except NotImplementedError as exc:  # a variant Pillow cannot decode (e.g. an exotic DDS pixel format)
+        raise ImageError(f"{name}: this image variant is not supported ({exc}); convert it to PNG or JPEG.") from None
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:
