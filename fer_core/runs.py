@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -33,11 +34,39 @@ def now_iso() -> str:
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
-    """Write JSON so a reader never sees half a file."""
+    """Write JSON so a reader never sees half a file, even after a crash or a full disk."""
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write aside, fsync, rename over `path`, fsync the folder. On any failure (ENOSPC, a
+    folder in the way...) the old file is untouched and the temporary file is removed."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make a rename in `folder` durable (best effort: some filesystems refuse)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _json_default(o):
