@@ -405,7 +405,18 @@ def _callbacks_module():
             now = time.time()
             if self.stop_file.exists():
                 self.stopped = True
-                self.model.stop_training = True
+                if batch + 1 < self.steps:
+                    # Mid-epoch: discard the epoch. Raising skips the end-of-epoch callbacks, so
+                    # it is neither recorded as finished nor backed up; a resume redoes all of it.
+                    if self.bar is not None:
+                        self.bar.close()
+                    print(
+                        f"stopped in epoch {self.epoch} after {batch + 1} of {self.steps} batches; "
+                        "that epoch is discarded and redone on resume",
+                        flush=True,
+                    )
+                    raise StopRequested
+                self.model.stop_training = True  # on the last batch: finish the epoch, then stop
             if self.write and (now - self.t_last > 2.0 or batch + 1 == self.steps):
                 self.t_last = now
                 done = batch + 1

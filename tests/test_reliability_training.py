@@ -93,3 +93,49 @@ def test_a_truncated_backup_resumes_from_the_previous_one(tmp_path):
     assert status["state"] == "finished", status
     rows = runs.read_metrics(run_dir)[0]
     assert [r["epoch"] for r in rows] == [1, 2, 3]  # epoch 2 redone from the epoch-1 backup, then 3
+
+
+def test_stop_mid_epoch_discards_that_epoch_and_resume_redoes_all_of_it(tmp_path, monkeypatch):
+    from fer_core import train as train_module
+
+    run_dir = tmp_path / "runs" / "stop"
+    original = train_module._callbacks_module
+
+    def stop_in_epoch_two():
+        RunLogger, *rest = original()
+
+        class StopsAfterTwoBatches(RunLogger):
+            def on_train_batch_begin(self, batch, logs=None):
+                if self.epoch == 2 and batch == 2:  # "Stop" pressed after 2 of 5 batches
+                    self.stop_file.write_text("stop requested\n")
+
+        return (StopsAfterTwoBatches, *rest)
+
+    monkeypatch.setattr(train_module, "_callbacks_module", stop_in_epoch_two)
+    status = train(TrainConfig(**TINY, epochs=3), run_dir)
+    assert status["state"] == "stopped"
+    assert epoch_numbers(run_dir) == [1]  # epoch 2 is not recorded as finished
+    assert json.loads((run_dir / "backup" / "training_metadata.json").read_text())["epoch"] == 1
+
+    monkeypatch.setattr(train_module, "_callbacks_module", original)
+    assert train(TrainConfig(**TINY, epochs=3), run_dir, resume=True)["state"] == "finished"
+    assert epoch_numbers(run_dir) == [1, 2, 3]
+    steps = [r for r in runs.metrics_rows(run_dir) if r.get("type") == "progress" and r["epoch"] == 2]
+    assert steps[-1]["step"] == steps[-1]["steps"] == 5  # the resumed epoch 2 ran all its batches
+
+
+def test_eta_after_a_resume_ignores_the_stopped_processs_progress():
+    from datetime import UTC, datetime
+
+    from dashboard.train_ui import progress_summary
+
+    resumed_at = 2_000_000_000.0
+    status = {"state": "running", "started": datetime.fromtimestamp(resumed_at, UTC).isoformat(timespec="seconds")}
+    epochs = [{"epoch": 1, "seconds": 100.0, "images_per_s": 50.0}]
+    # The process before the resume stopped epoch 2 after 2 of 22 batches.
+    stale = {"epoch": 2, "step": 2, "steps": 22, "images_per_s": 9.0, "time": resumed_at - 600, "epoch_start": 0}
+    s = progress_summary(status, epochs, stale, 10)
+    assert s["batch_fraction"] == 0.0 and s["images_per_s"] == 50.0
+    assert s["eta_s"] == 100.0 * 9  # nine whole epochs to go
+    fresh = {**stale, "step": 11, "time": resumed_at + 60, "images_per_s": 60.0}
+    assert progress_summary(status, epochs, fresh, 10)["eta_s"] == 100.0 * 8.5
