@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 def _write_json(path: str, obj) -> None:
     from fer_core.runs import write_json_atomic
 
+    if Path(path).is_dir():
+        raise ValueError(f"--json {path} is a folder; give a file name, e.g. {Path(path) / 'results.json'}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, obj)
     print(f"wrote {path}")

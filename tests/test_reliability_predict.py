@@ -78,3 +78,12 @@ def test_atomic_write_failures_keep_the_old_file_and_no_temp_file(tmp_path, monk
         runs.write_json_atomic(target, {"state": "failed"})
     assert json.loads(target.read_text()) == {"state": "running"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]
+
+
+def test_dataset_json_pointing_at_a_folder_is_one_line(tmp_path, capsys):
+    from .conftest import SAMPLE
+
+    rc = main(["dataset", str(SAMPLE), "--json", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: --json") and "is a folder" in err and len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
