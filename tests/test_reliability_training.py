@@ -139,3 +139,21 @@ def test_eta_after_a_resume_ignores_the_stopped_processs_progress():
     assert s["eta_s"] == 100.0 * 9  # nine whole epochs to go
     fresh = {**stale, "step": 11, "time": resumed_at + 60, "images_per_s": 60.0}
     assert progress_summary(status, epochs, fresh, 10)["eta_s"] == 100.0 * 8.5
+
+
+def test_a_failure_that_cannot_be_written_to_status_is_still_reported(tmp_path, monkeypatch, capsys):
+    import errno
+
+    from fer_core import train as train_module
+
+    real_update = train_module.update_status
+
+    def no_space_for_the_failure(run_dir, **fields):
+        if fields.get("state") == "failed":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_update(run_dir, **fields)
+
+    monkeypatch.setattr(train_module, "update_status", no_space_for_the_failure)
+    status = train(TrainConfig(**{**TINY, "data": str(tmp_path / "missing")}, epochs=1), tmp_path / "runs" / "r")
+    assert status["state"] == "failed" and "no such file or folder" in status["error"]
+    assert "could not record the failure in status.json" in capsys.readouterr().err
