@@ -173,6 +173,17 @@ def faces_table(entries: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def unique_names(names: list[str]) -> list[str]:
+    """Upload names made unique ("a.jpg", "a.jpg (2)", ...): two photos may share a file name,
+    and the page keys its widgets and results by name."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
 def csv_bytes(df: pd.DataFrame) -> bytes:
     """A DataFrame as UTF-8 CSV bytes (for st.download_button)."""
     return df.to_csv(index=False, float_format="%.5f").encode("utf-8")

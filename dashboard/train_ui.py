@@ -85,6 +85,11 @@ def progress_summary(status: dict, epochs: list[dict], progress: dict | None, to
     """
     done = epochs[-1]["epoch"] if epochs else 0
     running = status.get("state") == "running"
+    started = _timestamp(status.get("started"))
+    if progress and started is not None and float(progress.get("time") or 0) < started:
+        # Left by the process before a resume (its epoch was stopped and discarded): until
+        # the new process reports, it says nothing about the current epoch or its speed.
+        progress = None
     current = done + 1 if running and done < total_epochs else done
     frac = progress["step"] / max(progress["steps"], 1) if progress else 0.0
     ips = (progress or {}).get("images_per_s") or (epochs[-1].get("images_per_s") if epochs else None)
@@ -100,6 +105,16 @@ def progress_summary(status: dict, epochs: list[dict], progress: dict | None, to
         if per_epoch:
             eta = per_epoch * max(total_epochs - done - frac, 0.0)
     return {"epoch": current, "epochs": total_epochs, "batch_fraction": frac, "images_per_s": ips, "eta_s": eta}
+
+
+def _timestamp(iso: str | None) -> float | None:
+    """Seconds since the epoch for status.json's ISO times, or None."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(iso)).timestamp() if iso else None
+    except ValueError:
+        return None
 
 
 def format_eta(seconds: float | None) -> str:

@@ -11,6 +11,23 @@ from dashboard.resources import SAMPLE_DATA, default_data_root
 from fer_core.constants import FER2013_URL
 
 
+def data_roots() -> list[Path]:
+    """Folders whose datasets the dashboard may open: the bundled data/, $FER_DATA and each
+    folder in $FER_DATA_ROOTS. Anything else could list and show any file the process can
+    read to whoever reaches the page."""
+    roots = [SAMPLE_DATA.parent]
+    for value in [os.environ.get("FER_DATA", "")] + os.environ.get("FER_DATA_ROOTS", "").split(os.pathsep):
+        if value.strip():
+            roots.append(Path(value.strip()).expanduser())
+    return [r.resolve() for r in roots]
+
+
+def data_path_allowed(path: str | Path) -> bool:
+    """True when `path` (symlinks resolved) lies inside one of `data_roots()`."""
+    target = Path(path).expanduser().resolve()
+    return any(target == root or target.is_relative_to(root) for root in data_roots())
+
+
 def dataset_ui() -> str:
     """Pick the dataset root (bundled sample, $FER_DATA, or a typed path); returns an existing path.
 
@@ -28,6 +45,13 @@ def dataset_ui() -> str:
         path = typed.strip()
         if path and not Path(path).expanduser().exists():
             st.error(f"{path}: no such file or folder. Keeping {current}.")
+            path = current
+        elif path and not data_path_allowed(path):
+            st.error(
+                f"{path} is outside the folders this dashboard may read ({', '.join(map(str, data_roots()))}); "
+                f"set FER_DATA or FER_DATA_ROOTS (folders separated by '{os.pathsep}') before starting it. "
+                f"Keeping {current}."
+            )
             path = current
         path = str(Path(path).expanduser()) if path else current
         if st.button("Use the bundled sample", disabled=Path(path) == SAMPLE_DATA):

@@ -7,6 +7,7 @@ Inference reads the card and assumes nothing (label order, input size, TTA, crop
 from __future__ import annotations
 
 import platform
+import zipfile
 from pathlib import Path
 
 from fer_core.runs import now_iso, read_json, write_json_atomic
@@ -89,3 +90,73 @@ def load_card(model_path: str | Path) -> dict:
         if key not in card["input"]:
             raise CardError(f"{p}: model card has no input.{key} entry.")
     return card
+
+
+def load_model_file(model_path: str | Path):
+    """`keras.models.load_model` with a one-line CardError for a missing, corrupt or truncated file
+    (Keras calls a file that is not a complete .keras zip "File not found")."""
+    import keras
+
+    p = Path(model_path)
+    if not p.is_file():
+        raise CardError(f"{p}: no model file there; train one (python -m fer_core train) or pass another model path.")
+    if not zipfile.is_zipfile(p):
+        raise CardError(
+            f"{p}: not a readable .keras model (corrupt or truncated: not a complete zip archive, "
+            f"{p.stat().st_size} bytes); copy or export it again."
+        )
+    try:
+        return keras.models.load_model(p, compile=False)
+    except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CardError(f"{p}: not a readable .keras model ({first}); copy or export it again.") from exc
+
+
+def check_model_against_card(model, card: dict, model_path: str | Path) -> None:
+    """Check at load time that a model and its card agree, and that the model gives probabilities.
+
+    One probe batch (black, mid-gray and noise faces) is run through the model, so a model
+    with NaN weights, or one that ends in logits instead of a softmax, is refused here with
+    one line instead of printing "angry nan%" or "neutral 41805%" later.
+
+    Raises:
+        CardError: the line says what differs and what to do.
+    """
+    import numpy as np
+
+    p = Path(model_path)
+    labels, inp = card["labels"], card["input"]
+    crop, channels = int(inp["crop_size"]), int(inp.get("channels", 1))
+    outputs = int(model.output_shape[-1])
+    if outputs != len(labels):
+        raise CardError(
+            f"{p}: the model has {outputs} outputs, its card {len(labels)} labels; use the model's own card."
+        )
+    shape = tuple(model.input_shape[1:])
+    if len(shape) != 3 or any(
+        have not in (None, want) for have, want in zip(shape, (crop, crop, channels), strict=True)
+    ):
+        raise CardError(
+            f"{p}: the model takes input {shape}, its card says crop_size {crop} with {channels} channel(s) "
+            f"({crop}, {crop}, {channels}); use the model's own card."
+        )
+    rng = np.random.default_rng(0)
+    probe = np.stack(
+        [
+            np.zeros((crop, crop, channels)),
+            np.full((crop, crop, channels), 128.0),
+            rng.uniform(0, 255, (crop, crop, channels)),
+        ]
+    ).astype(np.float32)
+    out = np.asarray(model(probe, training=False), dtype=np.float64)
+    if not np.isfinite(out).all():
+        raise CardError(
+            f"{p}: the model outputs NaN or infinite scores (broken weights, e.g. from a diverged training run); "
+            "use another model."
+        )
+    sums = out.sum(axis=-1)
+    if out.min() < -1e-4 or np.abs(sums - 1.0).max() > 1e-2:
+        raise CardError(
+            f"{p}: the model's outputs are not probabilities (they sum to {sums.min():.3g}..{sums.max():.3g}, "
+            "not 1: it ends without a softmax); export it with its softmax layer."
+        )

@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 def _write_json(path: str, obj) -> None:
     from fer_core.runs import write_json_atomic
 
+    if Path(path).is_dir():
+        raise ValueError(f"--json {path} is a folder; give a file name, e.g. {Path(path) / 'results.json'}")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, obj)
     print(f"wrote {path}")
@@ -75,8 +77,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args) -> int:
-    from fer_core.jobs import RunsLock
-    from fer_core.runs import append_jsonl, new_run_id, read_metrics
+    from fer_core.jobs import JobError, RunsLock
+    from fer_core.runs import append_jsonl, new_run_id, read_json_object, read_metrics, read_status, update_status
     from fer_core.train import train
 
     overrides = {f.name: getattr(args, f.name) for f in _TRAIN_FLAGS if getattr(args, f.name) is not None}
@@ -86,7 +88,11 @@ def cmd_train(args) -> int:
         run_dir = Path(args.run_dir)
         if not (run_dir / "config.json").exists():
             raise ValueError(f"{run_dir}: no config.json there; nothing to resume.")
-        cfg = TrainConfig.load(run_dir / "config.json")
+        problems: list[str] = []
+        saved = read_json_object(run_dir / "config.json", problems)
+        if problems:
+            raise ValueError(f"{run_dir}: {problems[0]} The run cannot be resumed; start a new one.")
+        cfg = TrainConfig.from_dict(saved)
         extra = set(overrides) - {"epochs"} | ({"data"} if args.data else set())
         if extra:
             raise ValueError(
@@ -124,7 +130,12 @@ def cmd_train(args) -> int:
     from fer_core.train import worker_info
 
     if worker_info()[0]:  # only the chief takes the runs-folder lock
-        lock.acquire(run_dir.name)
+        try:
+            lock.acquire(run_dir.name)
+        except JobError as exc:
+            if read_status(run_dir).get("state") == "queued":  # launched for nothing: say so, don't stay queued
+                update_status(run_dir, state="failed", error=str(exc))
+            raise
     try:
         print(f"run folder: {run_dir}", flush=True)
         status = train(cfg, run_dir, resume=args.resume)

@@ -55,6 +55,11 @@ def cmd_evaluate(args) -> int:
     ds = load_dataset(args.data, progress=_progress("decoding"))
     sizes = split_sizes(ds)
     print(f"{ds.root}: {len(ds)} faces; split sizes: train {sizes['train']}, val {sizes['val']}, test {sizes['test']}")
+    if ds.format == "folders":
+        print(
+            f"note: {ds.root} is plain class folders: its {args.split} split is a seeded random part of each "
+            "class, not a separate test set (FER-2013 file names or train/ test/ folders give real splits)."
+        )
     label_mapping(ds.class_names, card["labels"])  # fail fast, before TensorFlow loads
     require_split(ds, args.split)
 

@@ -2,7 +2,10 @@
 
 Output (``--json``): a list with, per image, ``{"image": path, "faces": [{"box": [x, y, w, h],
 "emotion": name, "scores": {name: p}, "landmarks": {name: [x, y]}}]}``; per video, one such entry per analysed frame,
-with ``"time"`` (seconds) and ``"frame"`` (index) added.
+with ``"time"`` (seconds) and ``"frame"`` (index) added. An input that cannot be read gets
+``{"image": path, "error": message, "faces": []}``; the others are still analysed.
+
+Exit code: 0 when every input was read, 1 when some were not, 2 when none was.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def cmd_predict(args) -> int:
     from fer_core.video import analyse_video, is_video
 
     missing = [p for p in args.inputs if not Path(p).is_file()]
-    if missing:
+    if len(missing) == len(args.inputs):  # nothing to do: say so before loading the model
         raise ImageError(
             f"{missing[0]}: no such file." + (f" ({len(missing) - 1} more missing)" if len(missing) > 1 else "")
         )
@@ -60,20 +63,33 @@ def cmd_predict(args) -> int:
         raise ValueError(f"--every must be 0 or more seconds. Received: {args.every}")
     if args.max_side is not None and args.detector != "haar":
         raise ValueError(f"--max-side applies to --detector haar only. Received: --detector {args.detector}")
+    if args.json and Path(args.json).is_dir():
+        raise ValueError(
+            f"--json {args.json} is a folder; give a file name, e.g. {Path(args.json) / 'predictions.json'}"
+        )
     detector = create_detector(args.detector, min_face=args.min_face, max_side=args.max_side)
     rec = Recognizer(args.model, tta=args.tta, detector=detector, align=args.align)
     results: list[dict] = []
+    failed = 0
     for path in args.inputs:
-        if is_video(path):
-            entries = analyse_video(path, rec, every=args.every)
-            with_face = sum(1 for e in entries if e["faces"])
-            print(f"{path}: {len(entries)} frames analysed, {with_face} with a face")
-            results.extend(entries)
+        # One bad file must not cost the others their results: its error is printed, kept in
+        # the JSON as {"image", "error", "faces": []}, and the exit code says some failed.
+        try:
+            if is_video(path):
+                entries = analyse_video(path, rec, every=args.every)
+                with_face = sum(1 for e in entries if e["faces"])
+                print(f"{path}: {len(entries)} frames analysed, {with_face} with a face")
+                results.extend(entries)
+                continue
+            if args.whole_image:
+                entry = {"image": path, "faces": [rec.predict_crop(decode_image(path)).to_json()]}
+            else:
+                entry = rec.predict_file(path)
+        except ImageError as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+            results.append({"image": path, "error": str(exc), "faces": []})
             continue
-        if args.whole_image:
-            entry = {"image": path, "faces": [rec.predict_crop(decode_image(path)).to_json()]}
-        else:
-            entry = rec.predict_file(path)
         print(_summary(entry))
         results.append(entry)
     if args.json:
@@ -81,7 +97,9 @@ def cmd_predict(args) -> int:
 
         _write_json(args.json, results)
     sys.stdout.flush()
-    return 0
+    if failed and len(args.inputs) > 1:
+        print(f"error: {failed} of {len(args.inputs)} inputs could not be read (listed above).", file=sys.stderr)
+    return 0 if not failed else 2 if failed == len(args.inputs) else 1
 
 
 def _summary(entry: dict) -> str:

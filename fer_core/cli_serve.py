@@ -30,6 +30,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "--max-megapixels", type=float, default=d.max_pixels / 1e6, help="picture size cap in MP (default %(default)g)"
     )
+    p.add_argument(
+        "--upload-timeout",
+        type=float,
+        default=d.upload_timeout_s,
+        help="seconds a client may take to send its upload before 408 (default %(default)g)",
+    )
     p.set_defaults(func=cmd_serve)
     return p
 
@@ -40,13 +46,16 @@ def cmd_serve(args) -> int:
 
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be 1-65535. Received: {args.port}")
-    if args.workers < 1 or args.max_waiting < 0 or args.max_upload_mb <= 0 or args.max_megapixels <= 0:
+    if args.workers < 1 or args.max_waiting < 0 or not (args.max_upload_mb > 0 and args.max_megapixels > 0):
         raise ValueError("--workers must be 1 or more, --max-waiting 0 or more, and the size caps above 0.")
+    if not 0 < args.upload_timeout < float("inf"):
+        raise ValueError(f"--upload-timeout must be a positive number of seconds. Received: {args.upload_timeout}")
     limits = ServeLimits(
         max_upload_bytes=int(args.max_upload_mb * 1e6),
         max_pixels=int(args.max_megapixels * 1e6),
         workers=args.workers,
         max_waiting=args.max_waiting,
+        upload_timeout_s=args.upload_timeout,
     )
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host}: the API has no authentication; put it behind a proxy you trust.")

@@ -12,6 +12,23 @@ from pathlib import Path
 ARCHITECTURES: tuple[str, ...] = ("resnet10", "resnet18", "resnet34", "resnet50_transfer")
 
 
+# Settings that are counts, sizes or strengths: a negative value has no meaning.
+_NON_NEGATIVE = (
+    "keep_epochs",
+    "max_train_images",
+    "warmup_epochs",
+    "early_stopping",
+    "plateau_patience",
+    "weight_decay",
+    "rotation",
+    "translation",
+    "mixup",
+    "seed",
+)
+# Settings that are fractions or probabilities.
+_UNIT_RANGES = {"momentum": (0.0, 1.0), "dropout": (0.0, 0.99), "zoom": (0.0, 0.9), "erasing": (0.0, 1.0)}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a training run. Each default says what it trades."""
@@ -82,6 +99,12 @@ class TrainConfig:
             "strategy": ("auto", "mirrored", "multiworker"),
             "eval_tta": ("none", "flip", "tencrop"),
         }
+        # NaN and +-Inf pass every "<" and ">" test below, so non-finite numbers are refused first
+        # (a NaN learning rate trained to "finished" and shipped a NaN model).
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number. Received: {f.name}={value}")
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(
@@ -90,8 +113,12 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
-        if self.keep_epochs < 0:
-            raise ValueError(f"keep_epochs must be 0 or more. Received: keep_epochs={self.keep_epochs}")
+        for name in _NON_NEGATIVE:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more. Received: {name}={getattr(self, name)}")
+        for name, (lo, hi) in _UNIT_RANGES.items():
+            if not lo <= getattr(self, name) <= hi:
+                raise ValueError(f"{name} must be in [{lo}, {hi}]. Received: {name}={getattr(self, name)}")
         if not 8 <= self.crop_size <= 48:
             raise ValueError(f"crop_size must be 8..48. Received: crop_size={self.crop_size}")
         if self.learning_rate <= 0:

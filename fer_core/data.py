@@ -32,6 +32,8 @@ CACHE_VERSION = 1
 PIXELS = IMAGE_SIZE * IMAGE_SIZE
 # Kaggle-layout folder names that hold the validation split when a dataset ships one.
 _VAL_DIRS = ("val", "valid", "validation")
+# FER-2013 file-name prefixes (Kaggle layout): Training_* -> train, PublicTest_* -> val, PrivateTest_* -> test.
+_FER_PREFIXES = ("Training", "PublicTest", "PrivateTest")
 
 
 class DataError(ValueError):
@@ -93,8 +95,10 @@ def detect_format(root: str | os.PathLike) -> str:
         if p.suffix.lower() == ".csv":
             return "csv"
         raise DataError(f"{p}: expected a FER-2013 .csv file or a folder of class folders.")
-    subdirs = {d.name.lower() for d in p.iterdir() if d.is_dir()}
-    if "train" in subdirs and ({"test"} | set(_VAL_DIRS)) & subdirs:
+    subdirs = {d.name.lower() for d in p.iterdir() if d.is_dir() and not d.name.startswith(".")}
+    # Any of train/ test/ val/ alone is the Kaggle layout too: a test set on its own is a
+    # common thing to evaluate on (its class folders are not classes named "test").
+    if subdirs and subdirs <= {"train", "test", *_VAL_DIRS}:
         return "kaggle"
     if subdirs:
         return "folders"
@@ -164,7 +168,17 @@ def _listing(root: Path, fmt: str) -> list[tuple[str, int, int]]:
         st = root.stat()
         return [(root.name, st.st_size, st.st_mtime_ns)]
     out = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[tuple[int, int]] = set()  # (device, inode) of folders walked: symlink loops end here
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames.sort()
         rel_dir = os.path.relpath(dirpath, root)
         if rel_dir == ".":
@@ -173,7 +187,11 @@ def _listing(root: Path, fmt: str) -> list[tuple[str, int, int]]:
             if f.startswith("."):
                 continue
             full = os.path.join(dirpath, f)
-            st = os.stat(full)
+            try:
+                st = os.stat(full)
+            except OSError:  # a dangling symlink: listed, then skipped with its reason when decoded
+                out.append((os.path.join(rel_dir, f), -1, -1))
+                continue
             out.append((os.path.join(rel_dir, f), st.st_size, st.st_mtime_ns))
     out.sort()
     return out
@@ -307,6 +325,10 @@ def _kaggle_split(top: str, filename: str) -> str:
     return "test"  # PrivateTest_* or unprefixed files in test/
 
 
+def _prefix_split(filename: str) -> str:
+    return "train" if filename.startswith("Training") else _kaggle_split("test", filename)
+
+
 def _load_folders(root, fmt, files, val_fraction, test_fraction, seed, progress) -> FaceDataset:
     entries = []  # (relpath, class folder name, split or None)
     skipped = []
@@ -325,6 +347,12 @@ def _load_folders(root, fmt, files, val_fraction, test_fraction, seed, progress)
             skipped.append({"source": rel, "reason": "not an image file extension"})
             continue
         entries.append((rel, cls, split))
+    names = [Path(rel).name for rel, _, _ in entries]
+    if fmt == "folders" and names and all(n.startswith(_FER_PREFIXES) for n in names):
+        # FER-2013's own file names (e.g. the Kaggle test/ folder itself): they say the split,
+        # where a seeded split would silently score a random tenth of a test set.
+        fmt = "kaggle"
+        entries = [(rel, cls, _prefix_split(Path(rel).name)) for rel, cls, _ in entries]
     if not entries:
         raise DataError(
             f"{root}: found no image files in class folders; expected "

@@ -238,7 +238,11 @@ def engine_for(model, source: str | Path | None = None) -> InferenceEngine:
 
 
 def load_engine(path: str | Path) -> InferenceEngine:
-    """Load a .keras model file and return its engine (the Keras model is ``engine.model``)."""
-    import keras
+    """Load a .keras model file and return its engine (the Keras model is ``engine.model``).
 
-    return engine_for(keras.models.load_model(path, compile=False), path)
+    Raises:
+        CardError: the file is missing, truncated or not a Keras model (one line saying which).
+    """
+    from fer_core.card import load_model_file
+
+    return engine_for(load_model_file(path), path)

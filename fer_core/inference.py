@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.card import DEFAULT_FACE_MARGIN, CardError, load_card
+from fer_core.card import DEFAULT_FACE_MARGIN, CardError, check_model_against_card, load_card
 from fer_core.constants import ALIGN_FACES, DEFAULT_MODEL_NAME, IMAGE_SIZE
 from fer_core.engine import InferenceEngine, engine_for
 from fer_core.faces import create_detector
@@ -164,10 +164,7 @@ class Recognizer:
 
             engine = load_engine(path)
         model = engine.model
-        if int(model.output_shape[-1]) != len(self.labels):
-            raise CardError(
-                f"{path}: the model has {model.output_shape[-1]} outputs, the card {len(self.labels)} labels."
-            )
+        check_model_against_card(model, self.card, path)
         self.model = model
         self.engine = engine
         self.detector = detector if detector is not None else create_detector()

@@ -17,9 +17,12 @@ import sys
 from pathlib import Path
 
 from fer_core.config import TrainConfig
-from fer_core.runs import new_run_id, read_json, read_status, update_status
+from fer_core.runs import new_run_id, read_json, read_status, update_status, validate_run_name
 
 LOCK_NAME = ".train.lock"
+# `launch` takes the lock itself and hands its descriptor to the training process through
+# this variable, so no second launch can slip in before the process has started.
+LOCK_FD_ENV = "FER_RUNS_LOCK_FD"
 
 
 class JobError(RuntimeError):
@@ -35,7 +38,7 @@ class RunsLock:
 
     def acquire(self, run_id: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._inherited() or os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -46,8 +49,20 @@ class RunsLock:
                 f"{holder.get('run', '?')} (pid {holder.get('pid', '?')}); stop it first or use another runs folder."
             ) from None
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"run": run_id, "pid": os.getpid()}).encode())
+        os.pwrite(fd, json.dumps({"run": run_id, "pid": os.getpid()}).encode(), 0)
         self.fd = fd
+
+    def _inherited(self) -> int | None:
+        """The lock's descriptor handed down by `launch` (already locked for this process), if any."""
+        fd = os.environ.pop(LOCK_FD_ENV, None)
+        if fd is None:
+            return None
+        try:
+            fd = int(fd)
+            same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+        except (ValueError, OSError):
+            return None
+        return fd if same else None
 
     def release(self) -> None:
         if self.fd is not None:
@@ -80,39 +95,70 @@ def launch(cfg: TrainConfig | None, runs_dir: str | Path, run_id: str | None = N
         JobError: a job is already running in this runs folder, or the run to resume is missing.
     """
     runs_dir = Path(runs_dir)
-    holder = running_job(runs_dir)
-    if holder:
+    if run_id is not None:
+        try:
+            validate_run_name(run_id)
+        except ValueError as exc:
+            raise JobError(str(exc)) from None
+    # Everything from the check to the process start happens under the runs-folder lock,
+    # which the training process then inherits: two quick launches cannot both pass.
+    lock = RunsLock(runs_dir)
+    try:
+        lock.acquire(run_id or "launching")
+    except JobError:
+        holder = running_job(runs_dir) or {}
         raise JobError(
-            f"another training job is running: {holder.get('run')} (pid {holder.get('pid')}); "
+            f"another training job is running: {holder.get('run', '?')} (pid {holder.get('pid', '?')}); "
             "stop it before launching another."
-        )
-    if resume:
-        if not run_id or not (runs_dir / run_id / "config.json").exists():
-            raise JobError(f"cannot resume {run_id!r}: no such run in {runs_dir}.")
-        run_dir = runs_dir / run_id
-    else:
-        cfg = cfg.validated()
-        run_dir = runs_dir / (run_id or new_run_id())
-        if run_dir.exists():
-            raise JobError(f"{run_dir} already exists; choose another run name.")
-        run_dir.mkdir(parents=True)
-        cfg.save(run_dir / "config.json")
-    update_status(run_dir, state="queued", pid=None, error=None)
-    cmd = [sys.executable, "-m", "fer_core", "train", "--run-dir", str(run_dir), "--resume"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    log = open(run_dir / "train.log", "ab")  # noqa: SIM115 - handed to the child process
-    proc = subprocess.Popen(
-        cmd,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        cwd=Path(__file__).resolve().parent.parent,
-        start_new_session=True,
-    )
-    log.close()
-    update_status(run_dir, pid=proc.pid)
+        ) from None
+    try:
+        if resume:
+            if not run_id or not (runs_dir / run_id / "config.json").exists():
+                raise JobError(f"cannot resume {run_id!r}: no such run in {runs_dir}.")
+            run_dir = runs_dir / run_id
+        else:
+            cfg = cfg.validated()
+            run_dir = runs_dir / (run_id or _unused_run_id(runs_dir))
+            if run_dir.exists():
+                raise JobError(f"{run_dir} already exists; choose another run name.")
+            run_dir.mkdir(parents=True)
+            cfg.save(run_dir / "config.json")
+        update_status(run_dir, state="queued", pid=None, error=None)
+        cmd = [sys.executable, "-m", "fer_core", "train", "--run-dir", str(run_dir), "--resume"]
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+            LOCK_FD_ENV: str(lock.fd),
+        }
+        with open(run_dir / "train.log", "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=Path(__file__).resolve().parent.parent,
+                start_new_session=True,
+                pass_fds=(lock.fd,),
+            )
+        update_status(run_dir, pid=proc.pid)
+    finally:
+        # Closing our descriptor does not unlock: the child's inherited copy holds the lock.
+        if lock.fd is not None:
+            os.close(lock.fd)
+            lock.fd = None
     return run_dir
+
+
+def _unused_run_id(runs_dir: Path) -> str:
+    """A new run id; launches within the same second get -2, -3, ... appended."""
+    base = new_run_id()
+    run_id, n = base, 1
+    while (runs_dir / run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
 
 
 def request_stop(run_dir: str | Path) -> None:

@@ -15,14 +15,18 @@ Pure file I/O with no TensorFlow, so the dashboard can read runs cheaply.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 STATES = ("queued", "running", "finished", "failed", "stopped")
+RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 
 
 def now_iso() -> str:
@@ -30,11 +34,39 @@ def now_iso() -> str:
 
 
 def write_json_atomic(path: str | Path, obj) -> None:
-    """Write JSON so a reader never sees half a file."""
+    """Write JSON so a reader never sees half a file, even after a crash or a full disk."""
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """Write aside, fsync, rename over `path`, fsync the folder. On any failure (ENOSPC, a
+    folder in the way...) the old file is untouched and the temporary file is removed."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make a rename in `folder` durable (best effort: some filesystems refuse)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _json_default(o):
@@ -54,15 +86,55 @@ def read_json(path: str | Path, default=None):
         return default
 
 
+def read_json_object(path: str | Path, problems: list[str] | None = None) -> dict:
+    """A JSON file that must hold an object: {} when it is missing, and {} plus a line in
+    `problems` when it is unreadable or holds something else (a list, a number...)."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        if problems is not None:
+            problems.append(f"{path.name}: unreadable ({type(exc).__name__}); ignored.")
+        return {}
+    if not isinstance(obj, dict):
+        if problems is not None:
+            problems.append(f"{path.name}: holds a JSON {type(obj).__name__}, not an object; ignored.")
+        return {}
+    return obj
+
+
+def validate_run_name(name: str) -> str:
+    """Return `name` if it can be a run folder directly inside the runs folder, else raise ValueError.
+
+    One path component of letters, digits, '.', '_' and '-', not starting with '.': '../x',
+    '/abs' or 'a/b' would put the run outside the folder its lock guards.
+    """
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name):
+        raise ValueError(
+            f"run name {name!r} is not allowed; use letters, digits, '.', '_' or '-' "
+            "(at most 100 characters, not starting with '.' and no '/')."
+        )
+    return name
+
+
 def new_run_id(prefix: str = "run") -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def read_status(run_dir: str | Path) -> dict:
-    """status.json, with a dead process's 'running' turned into 'failed'."""
+def read_status(run_dir: str | Path, problems: list[str] | None = None) -> dict:
+    """status.json as a dict; 'running' or 'queued' whose process is gone (or is another
+    process that got the pid) reads as 'failed', an unreadable file as 'failed' too."""
     run_dir = Path(run_dir)
-    st = read_json(run_dir / "status.json", {}) or {}
-    if st.get("state") == "running" and st.get("pid") and not pid_alive(int(st["pid"])):
+    found: list[str] = []
+    st = read_json_object(run_dir / "status.json", found)
+    if problems is not None:
+        problems.extend(found)
+    if found:
+        return {"state": "failed", "error": found[0] + " Resume the run or delete its folder."}
+    alive = st.get("pid") is None or _is_run_process(st["pid"], st.get("pid_start"))
+    if st.get("state") in ("running", "queued") and not alive:
         st = {
             **st,
             "state": "failed",
@@ -72,11 +144,52 @@ def read_status(run_dir: str | Path) -> dict:
 
 
 def update_status(run_dir: str | Path, **fields) -> dict:
+    """Merge `fields` into status.json (written atomically). A pid is stored with its process's
+    start time, so a later process that reuses the pid is not taken for the run."""
     run_dir = Path(run_dir)
-    st = read_json(run_dir / "status.json", {}) or {}
-    st.update(fields, updated=now_iso())
-    write_json_atomic(run_dir / "status.json", st)
+    if fields.get("pid") is not None:
+        fields["pid_start"] = process_start(int(fields["pid"]))
+    elif "pid" in fields:
+        fields["pid_start"] = None
+    # The launcher and the training process both update the file: without the lock one's
+    # read-modify-write could undo the other's (a 'running' run read as 'queued' again).
+    fd = os.open(run_dir / ".status.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        st = read_json_object(run_dir / "status.json")
+        st.update(fields, updated=now_iso())
+        write_json_atomic(run_dir / "status.json", st)
+    finally:
+        os.close(fd)
     return st
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of process `pid` in clock ticks since boot (Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _is_run_process(pid, pid_start) -> bool:
+    """True if `pid` is alive and is the process the status named: the same start time when
+    one was recorded, else a process running fer_core (older status files have no start time)."""
+    try:
+        pid = int(pid)
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0 or not pid_alive(pid):
+        return False
+    if pid_start is not None:
+        now = process_start(pid)
+        return now is None or now == pid_start
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"fer_core" in f.read()
+    except OSError:
+        return True
 
 
 def pid_alive(pid: int) -> bool:
@@ -94,29 +207,59 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def metrics_rows(run_dir: str | Path) -> Iterator[dict]:
-    """Every complete row of a run's metrics.jsonl, in order (none when the file is missing)."""
+def metrics_rows(run_dir: str | Path, problems: list[str] | None = None) -> Iterator[dict]:
+    """Every complete row of a run's metrics.jsonl, in order (none when the file is missing).
+
+    A line that is not a JSON object is skipped and named in `problems`, except a last line
+    without its newline (the one being written right now).
+    """
     try:
-        with open(Path(run_dir) / "metrics.jsonl") as f:
-            for line in f:
+        with open(Path(run_dir) / "metrics.jsonl", encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
                 try:
-                    yield json.loads(line)
+                    row = json.loads(line)
                 except ValueError:
-                    continue  # a line being written right now
+                    if line.endswith("\n") and problems is not None:
+                        problems.append(f"metrics.jsonl line {n}: not JSON; skipped.")
+                    continue
+                if isinstance(row, dict):
+                    yield row
+                elif problems is not None:
+                    problems.append(f"metrics.jsonl line {n}: a JSON {type(row).__name__}, not an object; skipped.")
     except OSError:
         return
 
 
-def read_metrics(run_dir: str | Path) -> tuple[list[dict], dict | None]:
-    """(epoch rows, one per epoch, last write wins; the latest progress row or None)."""
+def _epoch_row(row: dict) -> dict | None:
+    """An epoch row with a whole-number epoch >= 1 and only numeric metrics, or None."""
+    epoch = row.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int | float) or epoch != int(epoch) or epoch < 1:
+        return None
+    clean = {k: v for k, v in row.items() if k == "type" or (isinstance(v, int | float) and not isinstance(v, bool))}
+    clean["epoch"] = int(epoch)
+    return clean
+
+
+def read_metrics(run_dir: str | Path, problems: list[str] | None = None) -> tuple[list[dict], dict | None]:
+    """(epoch rows, one per epoch, last write wins; the latest progress row or None).
+
+    Rows without a usable "epoch" are skipped and named in `problems`; the rest are shown.
+    """
     epochs: dict[int, dict] = {}
     progress = None
-    for row in metrics_rows(run_dir):
+    for row in metrics_rows(run_dir, problems):
         if row.get("type") == "epoch":
-            epochs[int(row["epoch"])] = row
+            clean = _epoch_row(row)
+            if clean is None:
+                if problems is not None:
+                    problems.append(
+                        f"metrics.jsonl: an epoch row without a valid epoch number ({row.get('epoch')!r}); skipped."
+                    )
+                continue
+            epochs[clean["epoch"]] = clean
             progress = None
         elif row.get("type") == "progress":
-            progress = row
+            progress = row if _epoch_row(row) is not None and isinstance(row.get("step"), int) else None
     rows = [epochs[k] for k in sorted(epochs)]
     if progress is not None and rows and progress.get("epoch", 0) <= rows[-1]["epoch"]:
         progress = None
@@ -159,23 +302,32 @@ def list_runs(runs_dir: str | Path) -> list[dict]:
         return out
     for d in runs_dir.iterdir():
         if d.is_dir() and (d / "config.json").exists():
-            st = read_status(d)
-            epochs, _ = read_metrics(d)
-            best = max((e.get("val_accuracy", 0) for e in epochs), default=None)
-            out.append(
-                {
-                    "run": d.name,
-                    "path": str(d),
-                    "state": st.get("state", "unknown"),
-                    "epoch": epochs[-1]["epoch"] if epochs else 0,
-                    "epochs": (read_json(d / "config.json", {}) or {}).get("epochs"),
-                    "best_val_accuracy": best,
-                    "started": st.get("started", ""),
-                    "has_model": (d / "model.keras").exists(),
-                }
-            )
-    out.sort(key=lambda r: r["started"] or "", reverse=True)
+            out.append(run_summary(d))
+    out.sort(key=lambda r: str(r["started"] or ""), reverse=True)
     return out
+
+
+def run_summary(run_dir: str | Path) -> dict:
+    """One row of the runs table; `problems` lists whatever in the folder was unreadable
+    (and skipped), so one bad file shows as a note on its run instead of hiding every run."""
+    d = Path(run_dir)
+    problems: list[str] = []
+    st = read_status(d, problems)
+    epochs, _ = read_metrics(d, problems)
+    cfg = read_json_object(d / "config.json", problems)
+    best = max((e.get("val_accuracy", 0) for e in epochs), default=None)
+    total = cfg.get("epochs")
+    return {
+        "run": d.name,
+        "path": str(d),
+        "state": st.get("state", "unknown"),
+        "epoch": epochs[-1]["epoch"] if epochs else 0,
+        "epochs": total if isinstance(total, int) else None,
+        "best_val_accuracy": best,
+        "started": str(st.get("started") or ""),
+        "has_model": (d / "model.keras").exists(),
+        "problems": problems,
+    }
 
 
 def tail(path: str | Path, lines: int = 30) -> str:

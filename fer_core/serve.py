@@ -10,6 +10,8 @@ Limits, so that one client cannot take the server down:
 
 * request bodies above `ServeLimits.max_upload_bytes` get 413 before the body is read
   (from Content-Length) or as soon as the streamed body passes the cap (chunked uploads);
+* a body that takes longer than `ServeLimits.upload_timeout_s` to arrive gets 408 (slow clients
+  cannot hold connections open);
 * pictures above `ServeLimits.max_pixels` are refused from their header, before decoding;
 * decoding and inference run on a pool of `ServeLimits.workers` threads, each with its own
   face detector; at most `ServeLimits.max_waiting` more requests wait for one, and the rest
@@ -34,7 +36,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from fer_core.images import ImageError, decode_image
+from fer_core.images import UPLOAD_MAX_BYTES, UPLOAD_MAX_PIXELS, ImageError, decode_image
 
 log = logging.getLogger("fer_core.serve")
 
@@ -44,21 +46,25 @@ class ServeLimits:
     """What one request and the whole server may use."""
 
     # 10 MB holds any phone photo (a 12 MP JPEG is 3-6 MB) and keeps a form upload in memory.
-    max_upload_bytes: int = 10_000_000
+    max_upload_bytes: int = UPLOAD_MAX_BYTES
     # 40 MP covers current phone cameras; a 40 MP RGB decode is ~120 MB per worker.
-    max_pixels: int = 40_000_000
+    max_pixels: int = UPLOAD_MAX_PIXELS
     # Threads that decode and classify; with TensorFlow using all cores for each call, more
     # workers than cores only adds memory.
     workers: int = max(1, min(2, os.cpu_count() or 1))
     # Requests allowed to wait for a worker; beyond this the server answers 503 at once.
     max_waiting: int = 16
+    # Seconds a client may take to send a whole request body (10 MB at ~3 Mbit/s); a slower
+    # upload gets 408, so slow clients cannot hold connections open indefinitely.
+    upload_timeout_s: float = 30.0
 
 
 class _BodyLimit:
-    """ASGI middleware: refuse bodies above `max_bytes` with 413 before or while they arrive."""
+    """ASGI middleware: refuse bodies above `max_bytes` with 413 before or while they arrive,
+    and bodies that take longer than `timeout_s` to arrive with 408."""
 
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app, max_bytes: int, timeout_s: float | None = None) -> None:
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -77,10 +83,22 @@ class _BodyLimit:
                 return
         seen = 0
         started = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s if self.timeout_s else None
 
         async def guarded_receive():
             nonlocal seen
-            message = await receive()
+            if deadline is None:
+                message = await receive()
+            else:
+                try:
+                    message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                except TimeoutError:
+                    raise HTTPException(
+                        408,
+                        f"the upload took longer than {self.timeout_s:g} s; send a smaller image or retry on a faster link.",
+                        headers={"Connection": "close"},
+                    ) from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
@@ -96,9 +114,9 @@ class _BodyLimit:
         try:
             await self.app(scope, guarded_receive, tracking_send)
         except HTTPException as exc:  # raised outside FastAPI's handlers (not expected, but never a 500)
-            if started or exc.status_code != 413:
+            if started or exc.status_code not in (408, 413):
                 raise
-            await _send_json(send, 413, self._message())
+            await _send_json(send, exc.status_code, str(exc.detail))
 
     def _message(self) -> str:
         return f"the request body is larger than {self.max_bytes / 1e6:g} MB; send a smaller or downscaled image."
@@ -109,7 +127,7 @@ async def _send_json(send, status: int, detail: str) -> None:
 
     body = json.dumps({"detail": detail}).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if status == 413:
+    if status in (408, 413):
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -211,6 +229,7 @@ def create_app(recognizer=None, *, model_path: str | Path | None = None, limits:
 
     error_responses = {
         400: {"description": "The upload is not a usable picture (corrupt, empty, too many pixels)."},
+        408: {"description": f"The body took longer than {limits.upload_timeout_s:g} s to arrive."},
         413: {"description": f"The request body is larger than {limits.max_upload_bytes} bytes."},
         415: {"description": "The request is not multipart/form-data."},
         422: {"description": 'The form has no "file" field.'},
@@ -244,7 +263,7 @@ def create_app(recognizer=None, *, model_path: str | Path | None = None, limits:
         finally:
             workers.release()
 
-    guarded = _BodyLimit(app, limits.max_upload_bytes)
+    guarded = _BodyLimit(app, limits.max_upload_bytes, limits.upload_timeout_s)
     guarded.fastapi = app
     return guarded
 

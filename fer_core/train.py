@@ -7,6 +7,7 @@ CLI (`python -m fer_core train`) and the dashboard's jobs call it in their own p
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -29,6 +30,8 @@ EPOCHS_DIR = "epochs"
 EPOCH_SUFFIX = ".weights.h5"
 # Keras BackupAndRestore's state (DESIGN.md run folder); present once an epoch has finished.
 BACKUP_DIR = "backup"
+# The backup's previous good state, kept until a new one is complete (see atomic_backup_class).
+PREVIOUS_WEIGHTS, PREVIOUS_METADATA = "previous.weights.h5", "previous_training_metadata.json"
 
 
 def kept_epochs(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -39,6 +42,10 @@ def kept_epochs(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 class StopRequested(Exception):
     """Raised internally when a stop file appears; the run ends as 'stopped'."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stopped being a finite number; the run ends as 'failed' and keeps its last good epoch."""
 
 
 # ----------------------------------------------------------------------------- hardware
@@ -494,7 +501,18 @@ def _callbacks_module():
             now = time.time()
             if self.stop_file.exists():
                 self.stopped = True
-                self.model.stop_training = True
+                if batch + 1 < self.steps:
+                    # Mid-epoch: discard the epoch. Raising skips the end-of-epoch callbacks, so
+                    # it is neither recorded as finished nor backed up; a resume redoes all of it.
+                    if self.bar is not None:
+                        self.bar.close()
+                    print(
+                        f"stopped in epoch {self.epoch} after {batch + 1} of {self.steps} batches; "
+                        "that epoch is discarded and redone on resume",
+                        flush=True,
+                    )
+                    raise StopRequested
+                self.model.stop_training = True  # on the last batch: finish the epoch, then stop
             if self.write and (now - self.t_last > 2.0 or batch + 1 == self.steps):
                 self.t_last = now
                 done = batch + 1
@@ -550,7 +568,7 @@ def _callbacks_module():
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             acc = logs.get("val_accuracy", logs.get("accuracy"))
-            if acc is None or acc <= self.best:
+            if acc is None or not math.isfinite(acc) or acc <= self.best:
                 return
             self.best = float(acc)
             if not self.write:
@@ -558,8 +576,12 @@ def _callbacks_module():
             from fer_core.card import save_card
 
             tmp = self.run_dir / ".model.tmp.keras"
-            self.model.save(tmp)
-            os.replace(tmp, self.run_dir / "model.keras")
+            try:
+                self.model.save(tmp)
+                os.replace(tmp, self.run_dir / "model.keras")
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # e.g. disk full: no litter, the previous best stays
+                raise
             save_card(self.run_dir / "model.keras", self.card_fn(epoch + 1, float(acc)))
             write_json_atomic(self.best_file, {"epoch": epoch + 1, "val_accuracy": float(acc)})
 
@@ -576,10 +598,137 @@ def _callbacks_module():
                 return
             self.folder.mkdir(exist_ok=True)
             tmp = self.folder / ".epoch.tmp.weights.h5"
-            self.model.save_weights(tmp)
-            os.replace(tmp, self.folder / f"epoch_{epoch + 1:03d}{EPOCH_SUFFIX}")
+            try:
+                self.model.save_weights(tmp)
+                os.replace(tmp, self.folder / f"epoch_{epoch + 1:03d}{EPOCH_SUFFIX}")
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
 
-    return RunLogger, BestCheckpoint, KeepEpochs
+    class NonFiniteGuard(keras.callbacks.Callback):
+        """Ends the run as soon as a loss is NaN or infinite. It raises rather than setting
+        stop_training, so Keras runs no end-of-epoch callbacks: the diverged weights never
+        reach the backup, model.keras or a metrics row (listed first for the same reason)."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch + 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            self._check(logs, f"epoch {self.epoch}, batch {batch + 1}")
+
+        def on_epoch_end(self, epoch, logs=None):
+            self._check(logs, f"the end of epoch {epoch + 1}")
+
+        def _check(self, logs, where: str) -> None:
+            for key, value in (logs or {}).items():
+                if "loss" in key and not math.isfinite(float(value)):
+                    raise TrainingDiverged(
+                        f"{key} became {float(value)} at {where}: training diverged; lower the learning rate "
+                        "(or check the data). The last finished epoch's backup and best model are kept."
+                    )
+
+    return RunLogger, BestCheckpoint, KeepEpochs, NonFiniteGuard
+
+
+def backup_epoch(backup: str | Path) -> int:
+    """The number of finished epochs the run's backup holds (0 when there is none)."""
+    backup = Path(backup)
+    for name in ("training_metadata.json", PREVIOUS_METADATA):
+        meta = read_json(backup / name, {})
+        if isinstance(meta, dict) and isinstance(meta.get("epoch"), int):
+            return meta["epoch"]
+    return 0
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def atomic_backup_class():
+    """A Keras BackupAndRestore that a crash or a full disk during a save cannot spoil.
+
+    Keras writes the backup in place: a save cut short by ENOSPC left a truncated
+    latest.weights.h5 that every resume then failed to read ("Can't get deprecated info ...
+    addr overflow"), losing all finished epochs. Here each save writes the weights and the
+    epoch aside, fsyncs them, and only then renames them in, keeping the previous good pair
+    as *.bkp; a restore takes the newest pair that loads. A failed save removes its
+    temporary files and leaves the previous backup as it was.
+    """
+    import keras
+
+    from fer_core.runs import fsync_dir, write_json_atomic
+
+    class AtomicBackup(keras.callbacks.BackupAndRestore):
+        def _pairs(self) -> list[tuple[Path, Path]]:
+            # The fallback pair is ours (Keras' *.bkp names do not end in .weights.h5, which load_weights needs).
+            w, m = Path(self._weights_path), Path(self._training_metadata_path)
+            return [(w, m), (w.with_name(PREVIOUS_WEIGHTS), m.with_name(PREVIOUS_METADATA))]
+
+        def on_train_begin(self, logs=None):
+            errors = []
+            for weights, meta in self._pairs():
+                if not (weights.is_file() and meta.is_file()):
+                    continue
+                try:
+                    epoch = json.loads(meta.read_text())["epoch"]
+                    if self.model.optimizer is not None and not self.model.optimizer.built:
+                        self.model.optimizer.build(self.model.trainable_variables)
+                    self.model.load_weights(str(weights))
+                except Exception as exc:  # noqa: BLE001 - a damaged pair: try the previous one
+                    errors.append(f"{weights.name}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+                    continue
+                self.model._initial_epoch = int(epoch)
+                if errors:
+                    print(f"backup: {errors[0]}; resumed from the previous backup (epoch {epoch})", flush=True)
+                return
+            if errors:
+                raise RuntimeError(
+                    f"the run's backup in {self.backup_dir} cannot be read ({'; '.join(errors)}); start a new run."
+                )
+
+        def _save_model(self):
+            folder = Path(self.backup_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            (weights, meta), (prev_weights, prev_meta) = self._pairs()
+            incoming = folder / ".incoming.weights.h5"  # Keras wants the .weights.h5 suffix
+            incoming_meta = folder / ".incoming_metadata.json"
+            try:
+                _check_free_space(folder, weights, self.model)
+                self.model.save_weights(str(incoming), overwrite=True)
+                _fsync_file(incoming)
+                write_json_atomic(incoming_meta, {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+            except BaseException:
+                incoming.unlink(missing_ok=True)
+                incoming_meta.unlink(missing_ok=True)
+                raise
+            # The new pair is complete on disk: the old one becomes the fallback, the new one current.
+            if weights.exists() and meta.exists():
+                os.replace(weights, prev_weights)
+                os.replace(meta, prev_meta)
+            os.replace(incoming, weights)
+            os.replace(incoming_meta, meta)
+            fsync_dir(folder)
+
+    return AtomicBackup
+
+
+def _check_free_space(folder: Path, previous: Path, model) -> None:
+    """Raise ENOSPC before writing when the backup clearly will not fit: HDF5 hitting a full disk
+    mid-write has ended in a segmentation fault instead of an error."""
+    try:
+        need = previous.stat().st_size
+    except OSError:
+        need = sum(int(np.prod(v.shape)) * 4 for v in model.weights)
+        if model.optimizer is not None:
+            need += sum(int(np.prod(v.shape)) * 4 for v in model.optimizer.variables)
+    need = int(need * 1.1) + (1 << 20)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise OSError(
+            errno.ENOSPC,
+            f"No space left on device: the backup needs about {need / 1e6:.0f} MB in {folder}, {free / 1e6:.0f} MB free",
+        )
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -628,8 +777,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> dic
         msg = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         if "OOM" in msg or isinstance(exc, MemoryError):
             msg += " (out of memory: lower batch_size or width)"
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            msg += " (disk full: free some space, then resume; finished epochs are kept)"
         traceback.print_exc()
-        update_status(run_dir, state="failed", finished=now_iso(), error=msg)
+        try:
+            update_status(run_dir, state="failed", finished=now_iso(), error=msg)
+        except OSError as write_exc:  # e.g. still no space: say it where it can be seen
+            print(f"error: could not record the failure in status.json ({write_exc}): {msg}", file=sys.stderr)
+            return {"state": "failed", "error": msg}
         return read_json(run_dir / "status.json", {})
     return update_status(run_dir, **result, finished=now_iso())
 
@@ -688,7 +843,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     # A resumed process seeds its data order and augmentation anew (the restored weights make
     # the initialisation moot); with the config's seed it would replay epoch 1's batches.
     backup = run_dir / BACKUP_DIR
-    resume_point = int((read_json(backup / "training_metadata.json", {}) or {}).get("epoch", 0))
+    resume_point = backup_epoch(backup)
     seed = stream_seed(cfg.seed, resume_point)
     keras.utils.set_random_seed(seed)
     precision = resolve_precision(cfg.precision)
@@ -745,14 +900,14 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
             card["distilled_from"] = distilled_from
         return card
 
-    RunLogger, BestCheckpoint, KeepEpochs = _callbacks_module()
+    RunLogger, BestCheckpoint, KeepEpochs, NonFiniteGuard = _callbacks_module()
+    AtomicBackup = atomic_backup_class()
     logger = RunLogger(run_dir, cfg, steps, counts["train"], write)
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     callbacks = [
-        # BackupAndRestore first: on resume it sets the initial epoch before others start.
-        keras.callbacks.BackupAndRestore(
-            str(backup), save_freq="epoch", delete_checkpoint=False, double_checkpoint=True
-        ),
+        NonFiniteGuard(),  # before anything that saves at an epoch's end (it has no on_train_begin)
+        # BackupAndRestore next: on resume it sets the initial epoch before others start.
+        AtomicBackup(str(backup), save_freq="epoch", delete_checkpoint=False),
         logger,
         BestCheckpoint(run_dir, card_fn, write),
     ]

@@ -51,6 +51,9 @@ with tab_runs:
             )
 
         runs_table()
+        for r in all_runs:
+            if r["problems"]:
+                st.warning(f"{r['run']}: " + " ".join(r["problems"]))
         names = [r["run"] for r in all_runs]
         chosen = st.selectbox(
             "Run",
@@ -66,7 +69,8 @@ with tab_runs:
         def live_view():
             status = runs.read_status(run_dir)
             epochs, progress = runs.read_metrics(run_dir)
-            total = int((runs.read_json(run_dir / "config.json", {}) or {}).get("epochs") or 0)
+            total = runs.read_json_object(run_dir / "config.json").get("epochs")
+            total = total if isinstance(total, int) else 0
             state = status.get("state", "unknown")
             c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2])
             s = progress_summary(status, epochs, progress, total)
@@ -117,7 +121,7 @@ with tab_compare:
         st.plotly_chart(figures.compare_curves(curves, metric), use_container_width=True)
         rows = []
         for n in picked:
-            cfg = runs.read_json(RUNS_DIR / n / "config.json", {}) or {}
+            cfg = runs.read_json_object(RUNS_DIR / n / "config.json")
             best = max((e.get("val_accuracy") or 0 for e in curves[n]), default=None)
             rows.append(
                 {

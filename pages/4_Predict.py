@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard import predict_ui as ui
 from dashboard import resources
 from fer_core.card import CardError
-from fer_core.images import ImageError, decode_image
+from fer_core.images import UPLOAD_MAX_PIXELS, ImageError, decode_image
 from fer_core.inference import annotate
 from fer_core.video import VIDEO_EXTENSIONS, analyse_video
 
@@ -42,15 +42,15 @@ with photos_tab:
     )
     want_cam = c2.checkbox("Show Grad-CAM", help="Which parts of each face drove the predicted emotion.")
     entries, images = [], {}
-    for up in files or []:
+    for up, name in zip(files or [], ui.unique_names([up.name for up in files or []]), strict=True):
         try:
-            rgb = decode_image(up.getvalue())
+            rgb = decode_image(up.getvalue(), max_pixels=UPLOAD_MAX_PIXELS)
         except ImageError as exc:
-            st.error(f"{up.name}: {str(exc).removeprefix('upload: ')}")
+            st.error(f"{name}: {str(exc).removeprefix('upload: ')}")
             continue
         faces = [rec.predict_crop(rgb)] if cropped else rec.predict_image(rgb)
-        entries.append({"image": up.name, "faces": [f.to_json() for f in faces]})
-        images[up.name] = (rgb, faces)
+        entries.append({"image": name, "faces": [f.to_json() for f in faces]})
+        images[name] = (rgb, faces)
     for entry in entries:
         rgb, faces = images[entry["image"]]
         st.subheader(entry["image"])

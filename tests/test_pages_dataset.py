@@ -35,7 +35,8 @@ def test_dataset_page_rejects_missing_path(sample_env, tmp_path):
     assert {m.label: m.value for m in at.metric}["train"] == "350"  # still on the previous dataset
 
 
-def test_dataset_page_shows_data_errors(sample_env, tmp_path):
+def test_dataset_page_shows_data_errors(sample_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_DATA_ROOTS", str(tmp_path))  # paths outside the allowed folders are refused
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     at = AppTest.from_file(str(REPO / "pages" / "1_Dataset.py"), default_timeout=120).run()
