@@ -44,6 +44,18 @@ def config_form(data_root: str) -> TrainConfig | None:
         keep = c2.number_input(
             "Keep last N epochs' weights", 0, 1000, DEFAULTS.keep_epochs, help="for promote --average N (0 = none)"
         )
+        c1, c2, c3 = st.columns([2, 1, 1])
+        teacher = c1.text_input(
+            "Learn from a model (optional)",
+            "",
+            placeholder="models/fer_resnet.keras",
+            help="knowledge distillation: the run also learns this model's softened probabilities on every "
+            "augmented batch (any architecture, an ensemble too; same crop size)",
+        )
+        temperature = c2.number_input(
+            "Temperature", 0.5, 20.0, DEFAULTS.distill_temperature, 0.5, help="softens teacher and student"
+        )
+        alpha = c3.slider("Weight of the teacher", 0.0, 1.0, DEFAULTS.distill_alpha, 0.05, help="1 - it on the labels")
         launched = st.form_submit_button("Launch", type="primary")
     if not launched:
         return None
@@ -67,6 +79,9 @@ def config_form(data_root: str) -> TrainConfig | None:
         max_train_images=int(limit),
         init_weights=init.strip(),
         keep_epochs=int(keep),
+        teacher=teacher.strip(),
+        distill_temperature=float(temperature),
+        distill_alpha=float(alpha),
     )
     st.session_state["new_run_name"] = run_name.strip() or None
     cfg = cfg.validated()
@@ -74,6 +89,10 @@ def config_form(data_root: str) -> TrainConfig | None:
         from fer_core.train import initial_weights_origin
 
         initial_weights_origin(cfg)  # a missing or mismatched model: ValueError, shown by the page
+    if cfg.teacher:
+        from fer_core.train import teacher_origin
+
+        teacher_origin(cfg, ())  # the same for the teacher
     return cfg
 
 

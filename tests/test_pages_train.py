@@ -131,3 +131,24 @@ def test_warm_start_model_is_checked_before_launch(runs_dir, tmp_path):
     assert not at.exception
     assert any("width 16 (this run: 32)" in e.value for e in at.error)
     assert not runs_dir.exists() or not any(p.is_dir() for p in runs_dir.iterdir())
+
+
+def test_teacher_is_checked_before_launch(runs_dir, tmp_path):
+    from tests.conftest import make_tiny_model
+
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    teacher = next(t for t in at.text_input if t.label.startswith("Learn from a model"))
+    teacher.input(str(tmp_path / "missing.keras"))
+    at.button(key="FormSubmitter:new_run-Launch").click().run()
+    assert not at.exception
+    assert any(e.value.startswith("teacher: ") and "missing.keras" in e.value for e in at.error)
+
+    other = make_tiny_model(tmp_path / "t40", name="t40")
+    card = json.loads(other.with_suffix(".json").read_text())
+    card["input"]["crop_size"] = 40
+    other.with_suffix(".json").write_text(json.dumps(card))
+    teacher = next(t for t in at.text_input if t.label.startswith("Learn from a model"))
+    teacher.input(str(other))
+    at.button(key="FormSubmitter:new_run-Launch").click().run()
+    assert any("--crop-size 40" in e.value for e in at.error)
+    assert not runs_dir.exists() or not any(p.is_dir() for p in runs_dir.iterdir())
