@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         card_acc = (
             by_tta.get(tta) if by_tta else (card["metrics"].get("val_accuracy") if tta == card.get("tta") else None)
         )
+        if args.faces or args.split != "val":
+            card_acc = None  # the card's figure is for the whole val split
         row["card_accuracy"] = card_acc
         rows.append(row)
         print(
