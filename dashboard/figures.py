@@ -37,12 +37,17 @@ def intensity_histograms(images: np.ndarray, labels: np.ndarray, class_names, bi
     edges = np.linspace(0, 256, bins + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     fig = go.Figure()
+    per_value = np.arange(256)
     for i, name in enumerate(class_names):
         sel = images[labels == i]
         if len(sel) == 0:
             continue
-        h, _ = np.histogram(sel, bins=edges)
-        fig.add_scatter(x=centres, y=h / h.sum(), mode="lines", name=f"{name} (mean {sel.mean():.0f})")
+        # Count the 256 uint8 values once (bincount is ~20x faster than np.histogram on 80M
+        # pixels), then fold them into the bins.
+        counts = np.bincount(np.asarray(sel, np.uint8).ravel(), minlength=256)
+        h = np.bincount(np.digitize(per_value, edges[1:-1]), weights=counts, minlength=bins)
+        mean = float(counts @ per_value) / counts.sum()
+        fig.add_scatter(x=centres, y=h / h.sum(), mode="lines", name=f"{name} (mean {mean:.0f})")
     fig.update_layout(xaxis_title="pixel value", yaxis_title="fraction of pixels", height=360, margin=dict(t=30, b=10))
     return fig
 
