@@ -153,13 +153,14 @@ def source_index(root: str) -> dict[str, int]:
     return _source_index(*data_key(root))
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
-def gradcam_overlay(model_path: str, mtime_key: float, face, class_index: int):
-    """A Grad-CAM overlay (RGB uint8, 144 px) of one 48x48 face for one class."""
-    from fer_core.explain import gradcam, overlay
+@st.cache_data(max_entries=64, show_spinner=False)
+def gradcam_overlays(model_path: str, mtime_key: float, faces: np.ndarray, class_indices: list[int]) -> list:
+    """Grad-CAM overlays (RGB uint8, 144 px) of 48x48 faces, one class each, in one batch."""
+    from fer_core.explain import gradcam_batch, overlay
 
     model_obj, card = load_model(model_path)
-    return overlay(face, gradcam(model_obj, face, card["input"]["crop_size"], class_index), size=144)
+    maps = gradcam_batch(model_obj, faces, card["input"]["crop_size"], class_indices)
+    return [overlay(face, m, size=144) for face, m in zip(faces, maps, strict=True)]
 
 
 # ----------------------------------------------------------------------------- inference (issue 6)
