@@ -193,3 +193,38 @@ def detector(name: str = DEFAULT_DETECTOR, **settings):
     from fer_core.faces import create_detector
 
     return create_detector(name, "photo", **settings)
+
+
+# ----------------------------------------------------------------------------- Predict page (issue 21)
+
+
+def upload_digest(data: bytes) -> str:
+    """What per-upload caches key on: the file's bytes, not its name."""
+    import hashlib
+
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def photo_faces(digest: str, recognizer_key: str, cropped: bool, _rec, _data: bytes):
+    """(rgb, faces) of one uploaded photo, computed once per (bytes, recognizer settings): adding a
+    photo no longer re-runs the others. Raises ImageError (not cached) for a file that is not a photo."""
+    from fer_core.images import UPLOAD_MAX_PIXELS, decode_image
+
+    rgb = decode_image(_data, max_pixels=UPLOAD_MAX_PIXELS)
+    return rgb, ([_rec.predict_crop(rgb)] if cropped else _rec.predict_image(rgb))
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def photo_gradcams(digest: str, recognizer_key: str, cropped: bool, _rec, _rgb, _faces) -> list | None:
+    """Grad-CAM overlays (144 px) of every face of one photo, in one batch; None when the model has none."""
+    from fer_core.explain import gradcam_batch, overlay
+
+    if not _faces:
+        return []
+    crops = _rec.crops(_rgb, _faces)
+    try:
+        maps = gradcam_batch(_rec.model, crops, _rec.crop_size, [_rec.labels.index(f.emotion) for f in _faces])
+    except ValueError:
+        return None
+    return [overlay(c, m, size=144) for c, m in zip(crops, maps, strict=True)]
