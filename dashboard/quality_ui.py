@@ -9,6 +9,8 @@ import streamlit as st
 
 from fer_core.quality import FINDING_KINDS, filter_findings, findings, findings_rows
 
+SAMPLE_WIDTH = 72  # px per sample face: small enough for 16 in a row on a laptop
+
 # A group can be large (all-black images are one duplicate group); beyond this many images the
 # page says how many more there are, and the CSV lists them all.
 MAX_SHOWN = 120
@@ -32,6 +34,7 @@ def groups_frame(groups: list[dict]) -> pd.DataFrame:
     )
 
 
+@st.fragment  # a filter or a row click reruns this section only, not the whole Dataset page
 def quality_browser_ui(ds, report: dict) -> None:
     """Counts per kind, a kind filter, the table of groups, the chosen group's images, downloads."""
     groups = findings(report)
@@ -68,13 +71,13 @@ def quality_browser_ui(ds, report: dict) -> None:
     c1, c2 = st.columns(2)
     c1.download_button(
         "Findings shown (CSV, one row per image)",
-        pd.DataFrame(findings_rows(shown)).to_csv(index=False).encode(),
+        lambda: pd.DataFrame(findings_rows(shown)).to_csv(index=False).encode(),  # built when clicked
         file_name="quality_findings.csv",
         mime="text/csv",
     )
     c2.download_button(
         "Findings shown (JSON)",
-        json.dumps(shown, indent=1),
+        lambda: json.dumps(shown, indent=1),
         file_name="quality_findings.json",
         mime="application/json",
     )
@@ -98,3 +101,21 @@ def group_ui(ds, group: dict) -> None:
         width="stretch",
         height=min(36 * (len(group["items"]) + 1) + 2, 250),
     )
+
+
+@st.fragment  # changing the seed, split or count reruns the samples only
+def sample_faces_ui(ds, splits: list[str], class_indices) -> None:
+    """Seeded random faces per class from one split; `class_indices(split)` gives each class's rows."""
+    import numpy as np
+
+    c1, c2, c3 = st.columns(3)
+    split = c1.selectbox("Split", splits, index=0)
+    per_class = c2.slider("Faces per class", 2, 16, 8)
+    seed = c3.number_input("Seed", 0, 10_000, 0, step=1)
+    rng = np.random.default_rng(int(seed))
+    for name, idx in zip(ds.class_names, class_indices(split), strict=True):
+        if len(idx) == 0:
+            continue
+        pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False)
+        st.markdown(f"**{name}** ({len(idx):,} in {split})")
+        st.image([ds.images[j] for j in pick], width=SAMPLE_WIDTH)
