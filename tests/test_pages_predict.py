@@ -184,6 +184,33 @@ def test_webcam_page_readout_with_a_stand_in_stream(app):
 
 
 @in_process
+@needs_shared_photos()
+def test_webcam_page_clears_the_readout_when_the_stream_stops(app):
+    """Issue #21: after the stream stopped, the readout said nothing had changed (stale figures)."""
+    import av
+
+    from tests.test_faces import webcam_frame
+
+    frame = av.VideoFrame.from_ndarray(webcam_frame(), format="rgb24")
+    playing = {"now": True}
+
+    def fake_streamer(**kw):
+        if playing["now"]:
+            kw["video_frame_callback"](frame)
+        return types.SimpleNamespace(state=types.SimpleNamespace(playing=playing["now"]))
+
+    with mock.patch("streamlit_webrtc.webrtc_streamer", fake_streamer):
+        at = app(WEBCAM).run()
+        assert "Faces in view: 1" in _texts(at)
+        playing["now"] = False  # the stream ends
+        at.run()
+    assert not at.exception
+    text = _texts(at)
+    assert "The stream has stopped" in text and "Faces in view" not in text, text
+    assert not at.metric and not at.get("plotly_chart")
+
+
+@in_process
 def test_webcam_page_bad_ice_servers_is_a_message(app, monkeypatch):
     monkeypatch.setenv("FER_ICE_SERVERS", "{not json")
     with mock.patch("streamlit_webrtc.webrtc_streamer") as streamer:
