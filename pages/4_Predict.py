@@ -64,11 +64,14 @@ with photos_tab:
             st.image(rgb, width=480)
             continue
         left, right = st.columns([3, 2])
-        annotated = annotate(rgb, faces, rec.labels, landmarks=settings["landmarks"])
-        left.image(annotated, width="stretch")
+        jpeg = resources.annotated_photo(digest, rec_key, cropped, settings["landmarks"], rgb, faces, rec.labels)
+        left.image(jpeg, width="stretch")
         left.download_button(
             "Annotated image (PNG)",
-            ui.png_bytes(annotated),
+            # drawn again and PNG-encoded when clicked, not on every rerun
+            lambda rgb=rgb, faces=faces: ui.png_bytes(
+                annotate(rgb, faces, rec.labels, landmarks=settings["landmarks"])
+            ),
             file_name=f"{entry['image'].rsplit('.', 1)[0]}_annotated.png",
             key=f"png-{entry['image']}",
         )
