@@ -37,6 +37,11 @@ def model_options(models_dir: str | Path, runs_dir: str | Path) -> dict[str, str
     return out
 
 
+def short_name(label: str) -> str:
+    """The model's name in a `model_options` label: "run: r1 (finished, ...)" -> "r1"."""
+    return label.split(": ", 1)[-1].split(" ")[0]
+
+
 @dataclass(frozen=True)
 class Source:
     """Where predictions come from: a stored .npz beside the model, or a split of the dataset."""
@@ -185,7 +190,7 @@ def comparison_figure(rows: list[dict], name_a: str, name_b: str, key: str = "re
         )
     )
     fig.update_layout(
-        title=f"{key}: B ({name_b}) minus A ({name_a})",
+        title=f"{key}: {name_b} minus {name_a}",
         yaxis={"title": f"{key} difference", "tickformat": "+.0%"},
         height=360,
         margin={"t": 50, "b": 10},
@@ -255,11 +260,69 @@ def gallery_caption(true_name: str, probs_row, class_names, k: int = 3) -> str:
 # ----------------------------------------------------------------------------- widgets
 
 
-def downloads_ui(metrics: dict, class_names, stem: str) -> None:
-    """Download buttons: per-class metrics and the confusion matrix as CSV, everything as JSON."""
+def per_face_frame(preds: dict) -> pd.DataFrame:
+    """One row per face: its source, true and predicted class, whether it was right, and every probability."""
+    names = [str(n) for n in preds["class_names"]]
+    probs = np.asarray(preds["probs"], np.float32)
+    predicted = probs.argmax(axis=1)
+    labels = np.asarray(preds["labels"])
+    frame = pd.DataFrame(
+        {
+            "source": [str(s) for s in preds["sources"]],
+            "true": [names[i] for i in labels],
+            "predicted": [names[i] for i in predicted],
+            "correct": predicted == labels,
+            "confidence": probs.max(axis=1).round(4),
+        }
+    )
+    for k, name in enumerate(names):
+        frame[f"p_{name}"] = probs[:, k].round(4)
+    return frame
+
+
+def same_faces(a: dict, b: dict) -> bool:
+    """True when two sets of predictions are on the same faces in the same order (their sources match)."""
+    return len(a["sources"]) == len(b["sources"]) and all(
+        str(x) == str(y) for x, y in zip(a["sources"], b["sources"], strict=True)
+    )
+
+
+def compare_candidates(models: dict[str, str], label: str, src: Source, preds: dict, sizes) -> list[tuple[str, Source]]:
+    """(model label, its source) for every other model that can be compared with A on the same faces.
+
+    Stored predictions count only when they are on exactly A's faces; predicting on the dataset's
+    split is on A's faces by construction (when A is on that split too).
+    """
+    out = []
+    for other, path in models.items():
+        if other == label:
+            continue
+        match = next((s for s in source_options(path, sizes) if (s.kind, s.split) == (src.kind, src.split)), None)
+        if match is None:
+            continue
+        if match.kind == "stored":
+            from dashboard import resources
+
+            _, other_preds = resources.stored_predictions(match.path, resources._mtime(match.path))
+            if not same_faces(preds, other_preds):
+                continue
+        out.append((other, match))
+    return out
+
+
+def downloads_ui(metrics: dict, class_names, stem: str, preds: dict | None = None) -> None:
+    """Download buttons: per-class metrics and the confusion matrix as CSV, everything as JSON, and
+    (given the predictions) one row per face as CSV."""
     import streamlit as st
 
     names = list(class_names)
+    if preds is not None:
+        st.download_button(
+            f"Per-face predictions (CSV, {len(preds['labels']):,} rows)",
+            to_csv(per_face_frame(preds)),
+            f"{stem}_per_face.csv",
+            "text/csv",
+        )
     c1, c2, c3, c4 = st.columns(4)
     c1.download_button("Per-class metrics (CSV)", to_csv(per_class_frame(metrics)), f"{stem}_per_class.csv", "text/csv")
     c2.download_button(
@@ -317,7 +380,7 @@ def gallery_ui(
         items: indexes into the predictions (from `pair_indices`).
         preds: {"labels", "probs", "sources", "class_names"}.
         faces: {index: (48, 48) uint8 face} for the items whose image is available.
-        cam_fn: callable(face, class_index) -> RGB overlay, or None when no model is loaded.
+        cam_fn: callable(faces (N, 48, 48), class indices) -> N RGB overlays, or None when no model is loaded.
         per_row: faces per row.
         limit: at most this many faces are drawn.
     """
@@ -348,12 +411,17 @@ def gallery_ui(
     if len(with_face) > limit:
         st.caption(f"Showing the {limit} most confident of {len(with_face):,} faces.")
     show_all = cam_fn is not None and st.toggle("Grad-CAM on every face shown", key="eval_cam_all")
+    wanted = [i for i in shown if show_all or (cam_fn is not None and st.session_state.get(f"eval_cam_{i}", False))]
+    cams = {}
+    if wanted:  # every wanted map in one batch (fer_core.explain.gradcam_batch), not one model call per face
+        with st.spinner(f"Grad-CAM for {len(wanted)} face(s)..."):
+            overlays = cam_fn(np.stack([faces[i] for i in wanted]), [int(np.argmax(preds["probs"][i])) for i in wanted])
+        cams = dict(zip(wanted, overlays, strict=True))
     cols = st.columns(per_row)
     for k, i in enumerate(shown):
         with cols[k % per_row]:
             pred = int(np.argmax(preds["probs"][i]))
-            want = show_all or (cam_fn is not None and st.session_state.get(f"eval_cam_{i}", False))
-            img = cam_fn(faces[i], pred) if want else np.repeat(faces[i][..., None], 3, axis=-1)
+            img = cams[i] if i in cams else np.repeat(faces[i][..., None], 3, axis=-1)
             cap = gallery_caption(names[preds["labels"][i]], preds["probs"][i], names, k=2)
             st.image(img, caption=cap, width="stretch")
             if cam_fn is not None and not show_all:

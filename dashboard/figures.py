@@ -37,12 +37,17 @@ def intensity_histograms(images: np.ndarray, labels: np.ndarray, class_names, bi
     edges = np.linspace(0, 256, bins + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     fig = go.Figure()
+    per_value = np.arange(256)
     for i, name in enumerate(class_names):
         sel = images[labels == i]
         if len(sel) == 0:
             continue
-        h, _ = np.histogram(sel, bins=edges)
-        fig.add_scatter(x=centres, y=h / h.sum(), mode="lines", name=f"{name} (mean {sel.mean():.0f})")
+        # Count the 256 uint8 values once (bincount is ~20x faster than np.histogram on 80M
+        # pixels), then fold them into the bins.
+        counts = np.bincount(np.asarray(sel, np.uint8).ravel(), minlength=256)
+        h = np.bincount(np.digitize(per_value, edges[1:-1]), weights=counts, minlength=bins)
+        mean = float(counts @ per_value) / counts.sum()
+        fig.add_scatter(x=centres, y=h / h.sum(), mode="lines", name=f"{name} (mean {mean:.0f})")
     fig.update_layout(xaxis_title="pixel value", yaxis_title="fraction of pixels", height=360, margin=dict(t=30, b=10))
     return fig
 
@@ -106,12 +111,35 @@ def training_curves(epochs: list[dict], title: str = "") -> go.Figure:
     return fig
 
 
+# Distinct hues for runs drawn together (Tableau 10): two runs never come out as two shades of one colour.
+RUN_COLOURS = [
+    "#4E79A7",
+    "#F28E2B",
+    "#59A14F",
+    "#E15759",
+    "#B07AA1",
+    "#76B7B2",
+    "#EDC948",
+    "#FF9DA7",
+    "#9C755F",
+    "#BAB0AC",
+]
+
+
 def compare_curves(runs: dict[str, list[dict]], metric: str = "val_accuracy") -> go.Figure:
-    """One metric per epoch for several runs, overlaid."""
+    """One metric per epoch for several runs, overlaid, one distinct colour per run, whole-number epochs."""
     fig = go.Figure()
-    for name, epochs in runs.items():
+    longest = 0
+    for k, (name, epochs) in enumerate(runs.items()):
+        x = [e["epoch"] for e in epochs]
+        longest = max(longest, len(x))
         fig.add_scatter(
-            x=[e["epoch"] for e in epochs], y=[e.get(metric) for e in epochs], name=name, mode="lines+markers"
+            x=x,
+            y=[e.get(metric) for e in epochs],
+            name=name,
+            mode="lines+markers",
+            line=dict(color=RUN_COLOURS[k % len(RUN_COLOURS)]),
         )
-    fig.update_layout(xaxis_title="epoch", yaxis_title=metric, height=380, margin=dict(t=30, b=10))
+    fig.update_xaxes(title_text="epoch", tickformat="d", dtick=1 if longest <= 15 else None)
+    fig.update_layout(yaxis_title=metric, height=380, margin=dict(t=30, b=10))
     return fig

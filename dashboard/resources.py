@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 
 from fer_core.constants import DEFAULT_DETECTOR, DEFAULT_MODEL_NAME
@@ -35,19 +36,82 @@ def _mtime(path: str | Path) -> float:
         return 0.0
 
 
-@st.cache_data(show_spinner="Decoding dataset (cached on disk after the first time)...", max_entries=4)
-def dataset(root: str):
-    """The FaceDataset at `root` (the core's own on-disk cache makes reloads fast)."""
+def data_key(root: str | Path) -> tuple[str, str]:
+    """(resolved path, fingerprint): what every dataset cache below is keyed on, so a dataset
+    changed on disk is reloaded and two spellings of one path share an entry. Raises DataError."""
+    from fer_core.data import dataset_fingerprint
+
+    path = str(Path(root).expanduser().resolve())
+    return path, dataset_fingerprint(path)
+
+
+# cache_resource, not cache_data: the arrays (80 MB for FER-2013) are shared read-only instead
+# of being pickled into the cache and copied out on every rerun.
+@st.cache_resource(
+    show_spinner="Decoding the dataset (the first time only; FER-2013 takes about a minute, then seconds)...",
+    max_entries=4,
+)
+def _dataset(path: str, fingerprint: str):
     from fer_core.data import load_dataset
 
-    return load_dataset(root)
+    ds = load_dataset(path)
+    for array in (ds.images, ds.labels, ds.splits, ds.sources):
+        array.setflags(write=False)  # shared by every session: nobody may change it in place
+    return ds
+
+
+def dataset(root: str):
+    """The FaceDataset at `root`, shared by all sessions until its files change."""
+    return _dataset(*data_key(root))
 
 
 @st.cache_data(show_spinner="Building the data-quality report...", max_entries=4)
-def quality(root: str) -> dict:
+def _quality(path: str, fingerprint: str) -> dict:
     from fer_core.quality import quality_report
 
-    return quality_report(dataset(root))
+    return quality_report(_dataset(path, fingerprint))
+
+
+def quality(root: str) -> dict:
+    """The data-quality report of the dataset at `root` (fer_core.quality.quality_report)."""
+    return _quality(*data_key(root))
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _quality_json(path: str, fingerprint: str) -> str:
+    import json
+
+    return json.dumps(_quality(path, fingerprint), indent=1)
+
+
+def quality_json(root: str) -> str:
+    """The report as JSON text, made once (it is ~0.5 MB on FER-2013)."""
+    return _quality_json(*data_key(root))
+
+
+@st.cache_data(show_spinner="Counting pixel values...", max_entries=4)
+def _intensity_figure(path: str, fingerprint: str):
+    from dashboard.figures import intensity_histograms
+
+    ds = _dataset(path, fingerprint)
+    return intensity_histograms(ds.images, ds.labels, ds.class_names)
+
+
+def intensity_figure(root: str):
+    """The per-class pixel-intensity figure of the dataset at `root`."""
+    return _intensity_figure(*data_key(root))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _class_indices(path: str, fingerprint: str, split: str) -> list[np.ndarray]:
+    ds = _dataset(path, fingerprint)
+    in_split = ds.splits == split
+    return [np.flatnonzero(in_split & (ds.labels == i)) for i in range(len(ds.class_names))]
+
+
+def class_indices(root: str, split: str) -> list[np.ndarray]:
+    """Row numbers of each class's faces in one split (no copy of the images)."""
+    return _class_indices(*data_key(root), split)
 
 
 @st.cache_resource(show_spinner="Loading model...", max_entries=4)
@@ -79,27 +143,36 @@ def stored_predictions(path: str, mtime_key: float = 0.0) -> tuple[dict, dict]:
 
 
 @st.cache_data(show_spinner="Predicting on the dataset (cached afterwards)...", max_entries=8)
-def dataset_predictions(model_path: str, mtime_key: float, root: str, split: str, tta: str) -> tuple[dict, dict]:
-    """(metrics, predictions) of a model on one split of a dataset; classes matched by name."""
+def _dataset_predictions(model_path: str, mtime_key: float, path: str, fingerprint: str, split: str, tta: str):
     from fer_core.evaluate import evaluate_dataset
 
     model_obj, card = load_model(model_path)
-    return evaluate_dataset(model_obj, card, dataset(root), split, tta)
+    return evaluate_dataset(model_obj, card, _dataset(path, fingerprint), split, tta)
 
 
-@st.cache_data(max_entries=4)
+def dataset_predictions(model_path: str, mtime_key: float, root: str, split: str, tta: str) -> tuple[dict, dict]:
+    """(metrics, predictions) of a model on one split of a dataset; classes matched by name."""
+    return _dataset_predictions(model_path, mtime_key, *data_key(root), split, tta)
+
+
+@st.cache_resource(max_entries=4)
+def _source_index(path: str, fingerprint: str) -> dict[str, int]:
+    return {str(s): i for i, s in enumerate(_dataset(path, fingerprint).sources)}
+
+
 def source_index(root: str) -> dict[str, int]:
-    """{source path: row} of a dataset, to find the faces behind stored predictions."""
-    return {str(s): i for i, s in enumerate(dataset(root).sources)}
+    """{source path: row} of a dataset, to find the faces behind stored predictions (shared, read it only)."""
+    return _source_index(*data_key(root))
 
 
-@st.cache_data(max_entries=512, show_spinner=False)
-def gradcam_overlay(model_path: str, mtime_key: float, face, class_index: int):
-    """A Grad-CAM overlay (RGB uint8, 144 px) of one 48x48 face for one class."""
-    from fer_core.explain import gradcam, overlay
+@st.cache_data(max_entries=64, show_spinner=False)
+def gradcam_overlays(model_path: str, mtime_key: float, faces: np.ndarray, class_indices: list[int]) -> list:
+    """Grad-CAM overlays (RGB uint8, 144 px) of 48x48 faces, one class each, in one batch."""
+    from fer_core.explain import gradcam_batch, overlay
 
     model_obj, card = load_model(model_path)
-    return overlay(face, gradcam(model_obj, face, card["input"]["crop_size"], class_index), size=144)
+    maps = gradcam_batch(model_obj, faces, card["input"]["crop_size"], class_indices)
+    return [overlay(face, m, size=144) for face, m in zip(faces, maps, strict=True)]
 
 
 # ----------------------------------------------------------------------------- inference (issue 6)
@@ -132,3 +205,53 @@ def detector(name: str = DEFAULT_DETECTOR, **settings):
     from fer_core.faces import create_detector
 
     return create_detector(name, "photo", **settings)
+
+
+# ----------------------------------------------------------------------------- Predict page (issue 21)
+
+
+def upload_digest(data: bytes) -> str:
+    """What per-upload caches key on: the file's bytes, not its name."""
+    import hashlib
+
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def photo_faces(digest: str, recognizer_key: str, cropped: bool, _rec, _data: bytes):
+    """(rgb, faces) of one uploaded photo, computed once per (bytes, recognizer settings): adding a
+    photo no longer re-runs the others. Raises ImageError (not cached) for a file that is not a photo."""
+    from fer_core.images import UPLOAD_MAX_PIXELS, decode_image
+
+    rgb = decode_image(_data, max_pixels=UPLOAD_MAX_PIXELS)
+    return rgb, ([_rec.predict_crop(rgb)] if cropped else _rec.predict_image(rgb))
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def photo_gradcams(digest: str, recognizer_key: str, cropped: bool, _rec, _rgb, _faces) -> list | None:
+    """Grad-CAM overlays (144 px) of every face of one photo, in one batch; None when the model has none."""
+    from fer_core.explain import gradcam_batch, overlay
+
+    if not _faces:
+        return []
+    crops = _rec.crops(_rgb, _faces)
+    try:
+        maps = gradcam_batch(_rec.model, crops, _rec.crop_size, [_rec.labels.index(f.emotion) for f in _faces])
+    except ValueError:
+        return None
+    return [overlay(c, m, size=144) for c, m in zip(crops, maps, strict=True)]
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def annotated_photo(digest: str, recognizer_key: str, cropped: bool, landmarks: bool, _rgb, _faces, _labels) -> bytes:
+    """The photo with its boxes and emotions drawn, as JPEG bytes: drawn and encoded once, not on
+    every rerun (st.image re-encodes an array each time, ~0.3 s for a 12-megapixel photo)."""
+    import io
+
+    from PIL import Image
+
+    from fer_core.inference import annotate
+
+    buf = io.BytesIO()
+    Image.fromarray(annotate(_rgb, _faces, _labels, landmarks=landmarks)).save(buf, "JPEG", quality=90)
+    return buf.getvalue()

@@ -143,3 +143,67 @@ def format_eta(seconds: float | None) -> str:
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h {m:02d}m" if h else f"{m}m {s:02d}s"
+
+
+# Lines TensorFlow prints while it starts (C++ logging, CUDA probing on a CPU machine, CPU
+# feature notes): noise to someone reading a run's log. Hidden, and counted, by `clean_log`.
+_STARTUP_NOISE = (
+    "cuda",
+    "cudart",
+    "cuinit",
+    "absl::initializelog",
+    "onednn custom operations",
+    "cpu_feature_guard",
+    "to enable the following instructions",
+    "rebuild tensorflow with the appropriate compiler flags",
+    "tf_enable_onednn_opts",
+    "unable to register cu",
+    "computation placer already registered",
+)
+
+
+def clean_log(text: str) -> tuple[str, int]:
+    """(the log without TensorFlow's start-up noise, how many lines were hidden)."""
+    kept, hidden = [], 0
+    for line in text.splitlines():
+        low = line.lower()
+        if any(n in low for n in _STARTUP_NOISE) or low.startswith(("w0000 ", "i0000 ", "e0000 ")):
+            hidden += 1
+        else:
+            kept.append(line)
+    return "\n".join(kept), hidden
+
+
+def chance_warning(epochs: list[dict], n_classes: int, min_epochs: int = 2) -> str | None:
+    """A one-line warning when a run's val accuracy sits at chance (1/classes, within a point) after
+    `min_epochs` epochs: the model is most likely answering one class for every face."""
+    if len(epochs) < min_epochs or n_classes < 2:
+        return None
+    key = "val_accuracy" if epochs[-1].get("val_accuracy") is not None else "accuracy"
+    acc = epochs[-1].get(key)
+    chance = 1.0 / n_classes
+    if acc is None or abs(acc - chance) > 0.01:
+        return None
+    return (
+        f"{key} is {acc:.1%} after {len(epochs)} epochs: chance level for {n_classes} classes "
+        f"({chance:.1%}), so the model probably answers one class for every face. Try a lower learning "
+        "rate, more training images or more epochs."
+    )
+
+
+def runs_rows(rows: list[dict]) -> list[dict]:
+    """The runs table with readable cells: '–' where a run has no figure yet, accuracy as a percentage."""
+    out = []
+    for r in rows:
+        best = r.get("best_val_accuracy")
+        out.append(
+            {
+                "run": r["run"],
+                "state": r["state"],
+                "epoch": f"{r['epoch']} of {r['epochs']}" if r.get("epochs") else str(r["epoch"] or "–"),
+                "best val accuracy": f"{best:.1%}" if best is not None else "–",
+                "started": (r.get("started") or "–")[:19].replace("T", " "),
+                "model": "yes" if r.get("has_model") else "–",
+            }
+        )
+    return out

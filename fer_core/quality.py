@@ -123,3 +123,71 @@ def summary_lines(report: dict) -> list[str]:
     for s in report["skipped"][:10]:
         lines.append(f"  {s['source']}: {s['reason']}")
     return lines
+
+
+# The kinds of finding a report holds, in the order the Dataset page lists them.
+FINDING_KINDS = ("duplicate", "leak", "conflicting labels", "near-blank", "unreadable")
+
+
+def findings(report: dict) -> list[dict]:
+    """The report's findings as groups, one row each, every image of a group listed with its label.
+
+    A duplicate group is a "duplicate", plus "leak" when it spans splits and "conflicting labels"
+    when its images carry more than one label. Each near-blank image and each unreadable file is a
+    group of one.
+
+    Returns:
+        [{"id", "kinds": [...], "size", "splits": [...], "labels": {label: count}, "items": [...]}], where
+        items are {"source", "split", "label", "index" (row in the dataset, None when unreadable), "detail"}.
+    """
+    out = []
+    for g in report["duplicates"]["groups"]:
+        kinds = ["duplicate"]
+        if g["cross_split"]:
+            kinds.append("leak")
+        if len(g["labels"]) > 1:
+            kinds.append("conflicting labels")
+        items = [{**it, "detail": ""} for it in g["items"]]
+        out.append(_group(len(out) + 1, kinds, items))
+    for it in report["near_blank"]:
+        item = {k: it[k] for k in ("source", "split", "label", "index")} | {"detail": f"pixel std {it['std']}"}
+        out.append(_group(len(out) + 1, ["near-blank"], [item]))
+    for it in report["skipped"]:
+        item = {"source": it["source"], "split": "", "label": "", "index": None, "detail": it.get("reason", "")}
+        out.append(_group(len(out) + 1, ["unreadable"], [item]))
+    return out
+
+
+def _group(number: int, kinds: list[str], items: list[dict]) -> dict:
+    labels: dict[str, int] = {}
+    for it in items:
+        if it["label"]:
+            labels[it["label"]] = labels.get(it["label"], 0) + 1
+    splits = sorted({it["split"] for it in items if it["split"]}, key=SPLITS.index)
+    return {"id": number, "kinds": kinds, "size": len(items), "splits": splits, "labels": labels, "items": items}
+
+
+def filter_findings(groups: list[dict], kinds) -> list[dict]:
+    """The groups that have at least one of `kinds`."""
+    wanted = set(kinds)
+    unknown = wanted - set(FINDING_KINDS)
+    if unknown:
+        raise ValueError(f"Unknown finding kind(s) {sorted(unknown)}; choose from {', '.join(FINDING_KINDS)}.")
+    return [g for g in groups if wanted & set(g["kinds"])]
+
+
+def findings_rows(groups: list[dict]) -> list[dict]:
+    """One flat row per image of each group (for a CSV): group id, kinds, split, label, source, detail."""
+    return [
+        {
+            "group": g["id"],
+            "kinds": "; ".join(g["kinds"]),
+            "group_size": g["size"],
+            "split": it["split"],
+            "label": it["label"],
+            "source": it["source"],
+            "detail": it["detail"],
+        }
+        for g in groups
+        for it in g["items"]
+    ]

@@ -919,6 +919,10 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
         )
     if cfg.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.early_stopping))
+    if write:  # TensorBoard event files in the run folder; MLflow too when installed
+        from fer_core.tracking import tracking_callbacks
+
+        callbacks += tracking_callbacks(run_dir, asdict(cfg))
 
     # shuffle=False: the tf.data pipeline shuffles (Keras would only warn that it cannot).
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks, verbose=0, shuffle=False)

@@ -4,9 +4,10 @@ import streamlit as st
 
 import dashboard  # noqa: F401  (import-order guard, see dashboard/__init__.py)
 from dashboard import figures, resources
-from dashboard.train_ui import config_form, format_eta, progress_summary
+from dashboard.train_ui import chance_warning, clean_log, config_form, format_eta, progress_summary, runs_rows
 from dashboard.widgets import dataset_ui
 from fer_core import jobs, runs
+from fer_core.constants import EMOTIONS
 
 st.set_page_config(page_title="Train", layout="wide")
 RUNS_DIR = resources.RUNS_DIR
@@ -43,12 +44,7 @@ with tab_runs:
 
         @st.fragment(run_every=5.0)
         def runs_table():
-            st.dataframe(
-                runs.list_runs(RUNS_DIR),
-                hide_index=True,
-                use_container_width=True,
-                column_order=["run", "state", "epoch", "epochs", "best_val_accuracy", "started", "has_model"],
-            )
+            st.dataframe(runs_rows(runs.list_runs(RUNS_DIR)), hide_index=True, width="stretch")
 
         runs_table()
         for r in all_runs:
@@ -101,14 +97,22 @@ with tab_runs:
                 )
             if state == "failed":
                 st.error(f"The run failed: {status.get('error') or 'see the log'}")
-                st.code(runs.tail(run_dir / "train.log", 25) or "(no log)", language="text")
+                st.code(clean_log(runs.tail(run_dir / "train.log", 60))[0] or "(no log)", language="text")
+            warning = chance_warning(
+                epochs, len(runs.read_json_object(run_dir / "model.json").get("labels") or EMOTIONS)
+            )
+            if warning:
+                st.warning(warning)
             if epochs:
-                st.plotly_chart(figures.training_curves(epochs), use_container_width=True, key="curves")
+                st.plotly_chart(figures.training_curves(epochs), width="stretch", key="curves")
             ev = status.get("eval") or {}
             for split, m in ev.items():
                 st.success(f"{split}: accuracy {m['accuracy']:.1%} on {m['n']} faces ({m['tta']} TTA)")
             with st.expander("Log"):
-                st.code(runs.tail(run_dir / "train.log", 40) or "(no log yet)", language="text")
+                log, hidden = clean_log(runs.tail(run_dir / "train.log", 200))
+                st.code("\n".join(log.splitlines()[-40:]) or "(no log yet)", language="text")
+                if hidden:
+                    st.caption(f"{hidden} start-up lines from TensorFlow hidden (they are in {run_dir / 'train.log'}).")
 
         live_view()
 
@@ -118,7 +122,7 @@ with tab_compare:
     metric = st.selectbox("Metric", ["val_accuracy", "accuracy", "val_loss", "loss", "lr"])
     if picked:
         curves = {n: runs.read_metrics(RUNS_DIR / n)[0] for n in picked}
-        st.plotly_chart(figures.compare_curves(curves, metric), use_container_width=True)
+        st.plotly_chart(figures.compare_curves(curves, metric), width="stretch")
         rows = []
         for n in picked:
             cfg = runs.read_json_object(RUNS_DIR / n / "config.json")
@@ -144,4 +148,4 @@ with tab_compare:
                     },
                 }
             )
-        st.dataframe(rows, hide_index=True, use_container_width=True)
+        st.dataframe(rows, hide_index=True, width="stretch")

@@ -79,7 +79,7 @@ with tab_cm:
             preds,
             ui.faces_for(preds, items, ds, index),
             per_row=3,
-            cam_fn=lambda face, k: resources.gradcam_overlay(model_path, mtime, face, k),
+            cam_fn=lambda faces, ks: resources.gradcam_overlays(model_path, mtime, faces, ks),
         )
     with left:
         normalised = st.radio("Show", ["counts", "row-normalised (recall)"], horizontal=True) != "counts"
@@ -105,26 +105,29 @@ with tab_cal:
     st.caption("Bars below the diagonal: the model is over-confident at that confidence.")
 
 with tab_cmp:
-    others = [m for m in models if m != label]
-    if not others:
+    candidates = dict(ui.compare_candidates(models, label, src, preds, sizes))
+    if len(models) == 1:
         st.info("Only one model available; finish a training run to compare it with the shipped model.")
-    else:
-        other = st.selectbox("Compare with (B)", others, key="eval_other")
-        other_src = next(
-            (s for s in ui.source_options(models[other], sizes) if (s.kind, s.split) == (src.kind, src.split)), None
+    elif not candidates:
+        st.info(
+            f"No other model has predictions on these {metrics['n']:,} faces; choose 'predict on the dataset' "
+            "as A's predictions to compare any two models on the same faces."
         )
-        if other_src is None:
-            st.info(f"{other} has no {src.label}; choose 'predict on the dataset' for A to compare on the same faces.")
+    else:
+        other = st.selectbox("Compare with (B)", list(candidates), key="eval_other")
+        m_b, p_b = ui.predictions_for(models[other], candidates[other], root, tta)
+        if not ui.same_faces(preds, p_b):
+            st.error(
+                f"{other} was evaluated on other faces than {label}; pick a B from the list evaluated on the same."
+            )
         else:
-            m_b, p_b = ui.predictions_for(models[other], other_src, root, tta)
-            if list(map(str, p_b["sources"])) != list(map(str, preds["sources"])):
-                st.warning("A and B were evaluated on different faces; the deltas compare different sets.")
+            short_a, short_b = f"A ({ui.short_name(label)})", f"B ({ui.short_name(other)})"
             c1, c2, c3 = st.columns(3)
             c1.metric(f"A: {label}", f"{metrics['accuracy']:.1%}")
             c2.metric(f"B: {other}", f"{m_b['accuracy']:.1%}", f"{m_b['accuracy'] - metrics['accuracy']:+.1%}")
             key = c3.radio("Per-class figure", ["recall", "precision", "f1"], horizontal=True)
-            st.plotly_chart(ui.comparison_figure(ui.compare_per_class(metrics, m_b), "A", "B", key))
+            st.plotly_chart(ui.comparison_figure(ui.compare_per_class(metrics, m_b), short_a, short_b, key))
             st.dataframe(ui.comparison_frame(metrics, m_b), hide_index=True)
 
 with tab_dl:
-    ui.downloads_ui(metrics, names, f"{src.split}_{label.split(': ', 1)[-1].split(' ')[0]}")
+    ui.downloads_ui(metrics, names, f"{src.split}_{ui.short_name(label)}", preds)

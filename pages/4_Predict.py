@@ -8,7 +8,7 @@ import streamlit as st
 from dashboard import predict_ui as ui
 from dashboard import resources
 from fer_core.card import CardError
-from fer_core.images import UPLOAD_MAX_PIXELS, ImageError, decode_image
+from fer_core.images import ImageError
 from fer_core.inference import annotate
 from fer_core.video import VIDEO_EXTENSIONS, analyse_video
 
@@ -42,17 +42,19 @@ with photos_tab:
     )
     want_cam = c2.checkbox("Show Grad-CAM", help="Which parts of each face drove the predicted emotion.")
     entries, images = [], {}
+    # Each photo is analysed once per (bytes, model, settings); a click or another upload reuses it.
+    rec_key = f"{rec.model_path}|{resources._mtime(rec.model_path)}|{sorted(settings.items(), key=str)}"
     for up, name in zip(files or [], ui.unique_names([up.name for up in files or []]), strict=True):
+        digest = resources.upload_digest(up.getvalue())
         try:
-            rgb = decode_image(up.getvalue(), max_pixels=UPLOAD_MAX_PIXELS)
+            rgb, faces = resources.photo_faces(digest, rec_key, cropped, rec, up.getvalue())
         except ImageError as exc:
             st.error(f"{name}: {str(exc).removeprefix('upload: ')}")
             continue
-        faces = [rec.predict_crop(rgb)] if cropped else rec.predict_image(rgb)
         entries.append({"image": name, "faces": [f.to_json() for f in faces]})
-        images[name] = (rgb, faces)
+        images[name] = (rgb, faces, digest)
     for entry in entries:
-        rgb, faces = images[entry["image"]]
+        rgb, faces, digest = images[entry["image"]]
         st.subheader(entry["image"])
         if not faces:
             st.info(
@@ -62,17 +64,20 @@ with photos_tab:
             st.image(rgb, width=480)
             continue
         left, right = st.columns([3, 2])
-        annotated = annotate(rgb, faces, rec.labels, landmarks=settings["landmarks"])
-        left.image(annotated, use_container_width=True)
+        jpeg = resources.annotated_photo(digest, rec_key, cropped, settings["landmarks"], rgb, faces, rec.labels)
+        left.image(jpeg, width="stretch")
         left.download_button(
             "Annotated image (PNG)",
-            ui.png_bytes(annotated),
+            # drawn again and PNG-encoded when clicked, not on every rerun
+            lambda rgb=rgb, faces=faces: ui.png_bytes(
+                annotate(rgb, faces, rec.labels, landmarks=settings["landmarks"])
+            ),
             file_name=f"{entry['image'].rsplit('.', 1)[0]}_annotated.png",
             key=f"png-{entry['image']}",
         )
-        right.plotly_chart(ui.probability_figure(entry["faces"], rec.labels), use_container_width=True)
+        right.plotly_chart(ui.probability_figure(entry["faces"], rec.labels), width="stretch")
         if want_cam:
-            cams = ui.gradcam_images(rec, rgb, faces)
+            cams = resources.photo_gradcams(digest, rec_key, cropped, rec, rgb, faces)
             if cams is None:
                 st.info("Grad-CAM is not available for this model.")
             else:
@@ -85,7 +90,7 @@ with photos_tab:
         if table.empty:
             st.write("No faces in these images.")
         else:
-            st.dataframe(table, hide_index=True, use_container_width=True)
+            st.dataframe(table, hide_index=True, width="stretch")
         d1, d2 = st.columns(2)
         d1.download_button("Results (JSON)", ui.json_bytes(entries), file_name="faces.json", mime="application/json")
         d2.download_button("Results (CSV)", ui.csv_bytes(table), file_name="faces.csv", mime="text/csv")
@@ -111,7 +116,11 @@ with video_tab:
         bar.empty()
         st.session_state["video_results"] = (video.file_id, every, results)
     kept = st.session_state.get("video_results")
-    results = kept[2] if video is not None and kept and kept[:2] == (video.file_id, every) else None
+    # Moving the slider keeps the last results on screen (they say which interval they used)
+    # until "Analyse video" is pressed again.
+    results = kept[2] if video is not None and kept and kept[0] == video.file_id else None
+    if results and kept[1] != every:
+        st.caption(f"These results used one frame every {kept[1]} s; press 'Analyse video' to use {every} s.")
     if results:
         n_face = sum(1 for r in results if r["faces"])
         st.write(f"{len(results)} frames analysed, {n_face} with a face.")
@@ -124,8 +133,8 @@ with video_tab:
                 if most > 1
                 else 0
             )
-            st.plotly_chart(ui.timeline_figure(results, rec.labels, face), use_container_width=True)
-            st.plotly_chart(ui.emotion_strip(results, rec.labels, face), use_container_width=True)
+            st.plotly_chart(ui.timeline_figure(results, rec.labels, face), width="stretch")
+            st.plotly_chart(ui.emotion_strip(results, rec.labels, face), width="stretch")
         table = ui.faces_table(results)
         v1, v2 = st.columns(2)
         v1.download_button("Per-frame emotions (CSV)", ui.csv_bytes(table), file_name="video_emotions.csv")

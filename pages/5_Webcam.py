@@ -5,6 +5,7 @@ import dashboard  # noqa: F401  (first: pylibsrtp must load before TensorFlow, s
 # isort: split
 import collections
 import os
+import time
 
 import av
 import streamlit as st
@@ -77,12 +78,23 @@ if not playing:
     )
 
 
+STALE_S = 3.0  # no new frame for this long while "playing": the stream stopped by itself
+
+
 @st.fragment(run_every=1.0 if playing else None)
 def readout() -> None:
     """Poll the annotator's stats and queue (filled on the video thread) and redraw the readout."""
     stats = annotator.stats()
     history = st.session_state["live_history"]
     history.extend(annotator.drain())
+    # A stream that stopped (by the user, or by itself: no new frame for STALE_S) must not leave its
+    # last figures on screen as if they were live.
+    seen = st.session_state.setdefault("live_seen", {"frames": -1, "at": time.monotonic()})
+    if stats["frames"] != seen["frames"]:
+        seen.update(frames=stats["frames"], at=time.monotonic())
+    if stats["frames"] and (not playing or time.monotonic() - seen["at"] > STALE_S):
+        st.info("The stream has stopped, so the readout is cleared. Press START to see live figures again.")
+        return
     fps = f"{stats['fps']:.1f}" if stats["fps"] else "–"
     latency = f"{stats['latency_ms']:.0f}" if stats["latency_ms"] is not None else "–"
     lag = f"{stats['lag_ms']:.0f}" if stats["lag_ms"] is not None else "–"
@@ -105,7 +117,7 @@ def readout() -> None:
         points = ui.live_history(recent, t0=recent[-1]["time"])
         fig = ui.timeline_figure(points, base.labels)
         fig.update_xaxes(title="seconds ago (0 = now)")
-        st.plotly_chart(fig, use_container_width=True, key="live-timeline")
+        st.plotly_chart(fig, width="stretch", key="live-timeline")
 
 
 readout()

@@ -101,3 +101,37 @@ def test_heatmap_peaks_on_the_planted_patch():
         assert abs(py - cy) <= 8 and abs(px - cx) <= 8, (py, px, y, x0)
         patch_heat = hm[y : y + 8, x0 : x0 + 8].mean()
         assert patch_heat > 2 * hm.mean(), (patch_heat, hm.mean())
+
+
+def test_gradcam_batch_equals_one_face_at_a_time(tiny_model):
+    """Issue #21: the batch is one pass, but each face's map must be its own (no mixing across the batch)."""
+    from fer_core.explain import gradcam_batch
+
+    rng = np.random.default_rng(3)
+    faces = np.concatenate([_faces(3, rng), _faces(2, rng, patch_at=(10, 30))])
+    ks = [0, 3, 6, 1, 2]
+    batch = gradcam_batch(tiny_model, faces, CROP, ks)
+    assert batch.shape == (5, 48, 48) and batch.dtype == np.float32
+    for face, k, hm in zip(faces, ks, batch, strict=True):
+        np.testing.assert_allclose(hm, gradcam(tiny_model, face, CROP, k), atol=1e-4)
+    predicted = gradcam_batch(tiny_model, faces, CROP)
+    for face, hm in zip(faces, predicted, strict=True):
+        np.testing.assert_allclose(hm, gradcam(tiny_model, face, CROP), atol=1e-4)
+    assert gradcam_batch(tiny_model, faces[:0], CROP).shape == (0, 48, 48)
+    with pytest.raises(ValueError, match="one class index per face"):
+        gradcam_batch(tiny_model, faces, CROP, [0])
+
+
+def test_gradcam_batch_on_an_ensemble(tmp_path):
+    from fer_core.ensemble import build_ensemble
+    from fer_core.explain import gradcam_batch
+
+    keras.utils.set_random_seed(1)
+    members = [create_model("resnet10", width=8, input_shape=(CROP, CROP, 1)) for _ in range(2)]
+    ens = build_ensemble(members)
+    faces = _faces(4, np.random.default_rng(4))
+    batch = gradcam_batch(ens, faces, CROP, [1, 2, 3, 4])
+    for face, k, hm in zip(faces, [1, 2, 3, 4], batch, strict=True):
+        one = np.mean([gradcam(m, face, CROP, k) for m in members], axis=0)
+        np.testing.assert_allclose(hm, one / one.max() if one.max() > 0 else one, atol=1e-4)
+    assert batch.max() > 0  # not a test of all-zero maps

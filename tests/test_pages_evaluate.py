@@ -166,4 +166,61 @@ def test_in_a_fresh_process():
         timeout=600,
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    assert "5 passed" in r.stdout, r.stdout[-2000:]
+    assert "7 passed" in r.stdout, r.stdout[-2000:]
+
+
+def _add_model(models_dir, tmp_path, name: str, seed: int, flip_sources: bool):
+    """A copy of the tiny model as `name` with stored val predictions (other faces when flip_sources)."""
+    import shutil
+
+    from fer_core.evaluate import eval_dir_for
+
+    d = tmp_path / "models"
+    if not d.exists():
+        shutil.copytree(models_dir, d)
+    shutil.copy(d / "tiny.keras", d / f"{name}.keras")
+    card = json.loads((d / "tiny.json").read_text()) | {"name": name}
+    (d / f"{name}.json").write_text(json.dumps(card))
+    ev = eval_dir_for(d / f"{name}.keras")
+    ev.mkdir()
+    labels, probs, sources = _fake_predictions(seed=seed)
+    if flip_sources:
+        sources = np.array([s.replace("PublicTest", "PrivateTest") for s in sources])
+    else:
+        labels, _, sources = _fake_predictions()  # A's faces and labels, B's own probabilities
+    save_predictions(ev / "val_predictions.npz", labels, probs, sources, EMOTIONS)
+    return d
+
+
+@in_process
+def test_compare_offers_only_models_on_the_same_faces(app, models_dir, tmp_path, monkeypatch):
+    from dashboard import resources
+
+    d = _add_model(models_dir, tmp_path, "other", seed=1, flip_sources=True)
+    monkeypatch.setattr(resources, "MODELS_DIR", d)
+    at = app.run()
+    at.selectbox(key="eval_model").set_value("shipped: tiny").run()
+    assert not at.exception, at.exception
+    # "other" was evaluated on other faces: not offered, and no -56.9% bars drawn for it.
+    assert any("No other model has predictions on these 70 faces" in i.value for i in at.info)
+    assert not [s for s in at.selectbox if s.key == "eval_other"]
+
+    d = _add_model(models_dir, tmp_path, "same", seed=2, flip_sources=False)
+    at = app.run()
+    at.selectbox(key="eval_model").set_value("shipped: tiny").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="eval_other").options == ["shipped: same"]
+    titles = [json.loads(c.proto.spec)["layout"].get("title", {}).get("text") for c in at.get("plotly_chart")]
+    assert "recall: B (same) minus A (tiny)" in titles
+
+
+@in_process
+def test_per_face_frame():
+    labels, probs, sources = _fake_predictions()
+    frame = ui.per_face_frame({"labels": labels, "probs": probs, "sources": sources, "class_names": EMOTIONS})
+    assert len(frame) == 70 and list(frame.columns[:5]) == ["source", "true", "predicted", "correct", "confidence"]
+    assert frame["correct"].mean() == pytest.approx(float((probs.argmax(1) == labels).mean()))
+    assert list(frame["predicted"]) == [EMOTIONS[k] for k in probs.argmax(1)]
+    np.testing.assert_allclose(frame[[f"p_{n}" for n in EMOTIONS]].to_numpy().sum(axis=1), 1.0, atol=1e-3)
+    assert ui.same_faces({"sources": sources}, {"sources": list(sources)})
+    assert not ui.same_faces({"sources": sources}, {"sources": sources[::-1]})

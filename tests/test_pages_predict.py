@@ -184,6 +184,33 @@ def test_webcam_page_readout_with_a_stand_in_stream(app):
 
 
 @in_process
+@needs_shared_photos()
+def test_webcam_page_clears_the_readout_when_the_stream_stops(app):
+    """Issue #21: after the stream stopped, the readout said nothing had changed (stale figures)."""
+    import av
+
+    from tests.test_faces import webcam_frame
+
+    frame = av.VideoFrame.from_ndarray(webcam_frame(), format="rgb24")
+    playing = {"now": True}
+
+    def fake_streamer(**kw):
+        if playing["now"]:
+            kw["video_frame_callback"](frame)
+        return types.SimpleNamespace(state=types.SimpleNamespace(playing=playing["now"]))
+
+    with mock.patch("streamlit_webrtc.webrtc_streamer", fake_streamer):
+        at = app(WEBCAM).run()
+        assert "Faces in view: 1" in _texts(at)
+        playing["now"] = False  # the stream ends
+        at.run()
+    assert not at.exception
+    text = _texts(at)
+    assert "The stream has stopped" in text and "Faces in view" not in text, text
+    assert not at.metric and not at.get("plotly_chart")
+
+
+@in_process
 def test_webcam_page_bad_ice_servers_is_a_message(app, monkeypatch):
     monkeypatch.setenv("FER_ICE_SERVERS", "{not json")
     with mock.patch("streamlit_webrtc.webrtc_streamer") as streamer:
@@ -276,6 +303,42 @@ def test_rtc_configuration_refuses_bad_env(monkeypatch, env):
 
 
 @pytest.mark.skipif(IN_PROCESS, reason="the page tests ran in this process")
+@in_process
+def test_predict_page_analyses_each_upload_once(app, monkeypatch):
+    """Issue #21: adding a photo or clicking a checkbox must not re-run the photos already analysed."""
+    from fer_core.inference import Recognizer
+
+    calls = []
+    original = Recognizer.predict_image
+    monkeypatch.setattr(Recognizer, "predict_image", lambda self, rgb: calls.append(rgb.shape) or original(self, rgb))
+    rng = np.random.default_rng(int.from_bytes(os.urandom(4), "little"))  # bytes no earlier test cached
+    photos = [(f"p{i}.png", _png(tuple(int(v) for v in rng.integers(0, 256, 3))), "image/png") for i in range(3)]
+    at = app(PREDICT).run()
+    at.file_uploader[0].set_value(photos[:2]).run()
+    assert not at.exception and len(calls) == 2
+    at.file_uploader[0].set_value(photos).run()
+    assert len(calls) == 3  # only the new photo
+    at.checkbox[1].check().run()  # Show Grad-CAM
+    assert not at.exception and len(calls) == 3
+
+
+@in_process
+@needs_shared_photos()
+def test_predict_page_video_results_survive_the_interval_slider(app, tmp_path):
+    from fer_core.images import decode_image
+
+    face = decode_image(SHARED_PHOTOS / "biden.jpg")[:480, :640]
+    video = write_video(tmp_path / "clip.mp4", [face] * 10, fps=10)
+    at = app(PREDICT).run()
+    at.file_uploader[1].set_value(("clip.mp4", video.read_bytes(), "video/mp4")).run()
+    at.button[0].click().run()
+    assert "frames analysed" in _texts(at)
+    next(s for s in at.slider if s.label.startswith("Seconds between")).set_value(1.0).run()
+    assert not at.exception
+    assert "frames analysed" in _texts(at)  # still shown, and it says which interval it used
+    assert any("used one frame every 0.5 s" in c.value for c in at.caption)
+
+
 def test_pages_in_a_fresh_process():
     """Run this module's tests in a new interpreter, where the dashboard loads before TensorFlow."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
