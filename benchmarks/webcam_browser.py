@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             _, _, text = read_readout(page, 30_000)
             print(f"  {time.monotonic() - t0:5.0f} s  {text}", flush=True)
         cpu = 100.0 * (_cpu_seconds(proc.pid) - cpu0) / (time.monotonic() - t0)
-        page.screenshot(path=str(work / "webcam.png"))
+        page.screenshot(path=str(work / "webcam.png"), full_page=True)
     rows = [json.loads(line) for line in trace.read_text().splitlines() if line.strip()]
     figures = {"cpu": cpu_summary(), "seconds": args.seconds, "camera_fps": args.fps, **summarise(rows)}
     figures["server_cpu_percent"] = cpu

@@ -38,8 +38,9 @@ def config_form(data_root: str) -> TrainConfig | None:
         init = c1.text_input(
             "Start from model file (optional)",
             "",
-            placeholder="models/fer_resnet.keras",
-            help="a warm start: the run begins with this model's weights; same architecture, width and crop size",
+            placeholder="runs/<run>/model.keras",
+            help="a warm start: the run begins with this network's weights; same architecture, width and crop size "
+            "(one network: the shipped ensemble can be a teacher below, not a warm start)",
         )
         keep = c2.number_input(
             "Keep last N epochs' weights", 0, 1000, DEFAULTS.keep_epochs, help="for promote --average N (0 = none)"

@@ -353,7 +353,7 @@ def teacher_origin(cfg: TrainConfig, class_names) -> dict:
     if int(card["input"]["crop_size"]) != cfg.crop_size:
         raise ValueError(
             f"teacher: {src} takes {card['input']['crop_size']}px crops, this run {cfg.crop_size}px; "
-            f"train with --crop-size {card['input']['crop_size']}."
+            f"give this run crop size {card['input']['crop_size']} to learn from it."
         )
     try:
         label_mapping(class_names, card["labels"])
@@ -425,18 +425,25 @@ def initial_weights_origin(cfg: TrainConfig) -> dict:
 
     src = Path(cfg.init_weights)
     if not src.is_file():
-        raise ValueError(f"init_weights: {src} not found; pass a .keras model file (e.g. models/fer_resnet.keras).")
+        raise ValueError(
+            f"init_weights: {src} not found; give a trained network's .keras file (e.g. runs/<run>/model.keras)."
+        )
     origin: dict = {"path": str(src)}
     if not card_path(src).exists():
         return origin
     card = load_card(src)
     trained = card.get("training") or {}
+    if card.get("members"):
+        raise ValueError(
+            f"init_weights: {src} is an ensemble of {len(card['members'])} networks; a warm start needs one network "
+            "with this run's architecture (e.g. runs/<run>/model.keras). An ensemble can be a teacher instead."
+        )
     wanted = {"arch": cfg.arch, "width": cfg.width, "crop_size": cfg.crop_size}
     have = {"arch": trained.get("arch"), "width": trained.get("width"), "crop_size": card["input"]["crop_size"]}
     differ = [f"{k} {have[k]} (this run: {v})" for k, v in wanted.items() if have[k] is not None and have[k] != v]
     if differ:
         raise ValueError(
-            f"init_weights: {src} has {', '.join(differ)}; train with the same --arch, --width and --crop-size."
+            f"init_weights: {src} has {', '.join(differ)}; give this run the same architecture, width and crop size."
         )
     metrics = card.get("metrics") or {}
     origin.update(

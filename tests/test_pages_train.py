@@ -150,5 +150,5 @@ def test_teacher_is_checked_before_launch(runs_dir, tmp_path):
     teacher = next(t for t in at.text_input if t.label.startswith("Learn from a model"))
     teacher.input(str(other))
     at.button(key="FormSubmitter:new_run-Launch").click().run()
-    assert any("--crop-size 40" in e.value for e in at.error)
+    assert any("crop size 40" in e.value for e in at.error)
     assert not runs_dir.exists() or not any(p.is_dir() for p in runs_dir.iterdir())

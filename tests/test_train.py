@@ -394,4 +394,17 @@ def test_distilled_student_names_its_teacher(tmp_path):
 
     # A teacher that sees other crops than the student is refused before training, in one line.
     r = run(train_cmd(tmp_path / "runs" / "bad", "--epochs", "1", "--teacher", str(teacher), "--crop-size", "40"))
-    assert r.returncode == 2 and r.stderr.startswith("error: teacher: ") and "--crop-size 44" in r.stderr
+    assert r.returncode == 2 and r.stderr.startswith("error: teacher: ") and "crop size 44" in r.stderr
+
+
+def test_an_ensemble_is_refused_as_a_warm_start_in_plain_words(tmp_path):
+    from fer_core.train import initial_weights_origin
+    from tests.conftest import make_tiny_model
+
+    path = make_tiny_model(tmp_path)
+    card = json.loads(path.with_suffix(".json").read_text())
+    card["members"] = [{"name": "a"}, {"name": "b"}]
+    path.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match="is an ensemble of 2 networks; a warm start needs one network") as err:
+        initial_weights_origin(TrainConfig(init_weights=str(path), arch="resnet10", width=8))
+    assert "--" not in str(err.value)  # the Train page shows it too: no CLI flags
