@@ -302,7 +302,6 @@ def test_rtc_configuration_refuses_bad_env(monkeypatch, env):
         rtc_configuration()
 
 
-@pytest.mark.skipif(IN_PROCESS, reason="the page tests ran in this process")
 @in_process
 def test_predict_page_analyses_each_upload_once(app, monkeypatch):
     """Issue #21: adding a photo or clicking a checkbox must not re-run the photos already analysed."""
@@ -339,6 +338,7 @@ def test_predict_page_video_results_survive_the_interval_slider(app, tmp_path):
     assert any("used one frame every 0.5 s" in c.value for c in at.caption)
 
 
+@pytest.mark.skipif(IN_PROCESS, reason="the page tests ran in this process")
 def test_pages_in_a_fresh_process():
     """Run this module's tests in a new interpreter, where the dashboard loads before TensorFlow."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
