@@ -76,3 +76,14 @@ def eager_proba(model, faces, tta: str = "none"):
     v, n = views.shape[:2]
     flat = views.reshape(v * n, *views.shape[2:])
     return np.asarray(model(flat, training=False), np.float32).reshape(v, n, -1).mean(axis=0)
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    """An empty runs folder that the dashboard's Train page reads, with the bundled sample as its data."""
+    from dashboard import resources
+
+    d = tmp_path / "runs"
+    monkeypatch.setattr(resources, "RUNS_DIR", d)
+    monkeypatch.setenv("FER_DATA", str(SAMPLE))
+    return d

@@ -7,7 +7,6 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from dashboard import resources
 from dashboard.train_ui import format_eta, progress_summary
 from fer_core.config import TrainConfig
 from fer_core.runs import write_json_atomic
@@ -43,14 +42,6 @@ def make_run(runs_dir, name, state, epochs_done, total=10, error=None, pid=None)
                 + "\n"
             )
     (d / "train.log").write_text("epoch 1/10 ...\nTraceback (most recent call last):\nMemoryError: boom\n")
-    return d
-
-
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    d = tmp_path / "runs"
-    monkeypatch.setattr(resources, "RUNS_DIR", d)
-    monkeypatch.setenv("FER_DATA", str(SAMPLE))
     return d
 
 

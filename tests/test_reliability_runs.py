@@ -19,16 +19,6 @@ from .test_pages_train import PAGE, make_run
 from .test_reliability_training import TINY
 
 
-@pytest.fixture
-def page_runs(tmp_path, monkeypatch):
-    from dashboard import resources
-
-    d = tmp_path / "runs"
-    monkeypatch.setattr(resources, "RUNS_DIR", d)
-    monkeypatch.setenv("FER_DATA", str(SAMPLE))
-    return d
-
-
 def break_runs(runs_dir):
     """A healthy run, one whose metrics.jsonl has an epoch row without "epoch", one whose status.json is a list."""
     make_run(runs_dir, "healthy", "finished", 3)
@@ -42,19 +32,19 @@ def break_runs(runs_dir):
     return bad_row, listed
 
 
-def test_bad_files_are_reported_and_the_rest_shown(page_runs):
-    bad_row, listed = break_runs(page_runs)
+def test_bad_files_are_reported_and_the_rest_shown(runs_dir):
+    bad_row, listed = break_runs(runs_dir)
     rows, _ = runs.read_metrics(bad_row, problems := [])
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5] and "val_accuracy" not in rows[-1]
     assert len(problems) == 2 and "line 6: not JSON" in problems[1]
     assert runs.read_status(listed)["state"] == "failed"
-    table = {r["run"]: r for r in runs.list_runs(page_runs)}
+    table = {r["run"]: r for r in runs.list_runs(runs_dir)}
     assert set(table) == {"healthy", "bad-row-newest", "list-status"}
     assert table["healthy"]["problems"] == [] and "not an object" in table["list-status"]["problems"][0]
 
 
-def test_train_page_runs_and_compare_tabs_survive_bad_files(page_runs):
-    break_runs(page_runs)
+def test_train_page_runs_and_compare_tabs_survive_bad_files(runs_dir):
+    break_runs(runs_dir)
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert set(at.dataframe[0].value["run"]) == {"healthy", "bad-row-newest", "list-status"}
