@@ -375,13 +375,12 @@ def teacher_origin(cfg: TrainConfig, class_names) -> dict:
 def load_teacher(cfg: TrainConfig, class_names):
     """The teacher as a graph function: (B, crop, crop, 1) raw 0-255 -> (B, classes) float32
     probabilities in the dataset's class order (teacher outputs reordered by name)."""
-    import keras
     import tensorflow as tf
 
-    from fer_core.card import load_card
+    from fer_core.card import load_card, load_model_file
     from fer_core.evaluate import label_mapping
 
-    model = keras.models.load_model(cfg.teacher, compile=False)
+    model = load_model_file(cfg.teacher)  # a truncated or corrupt file is a one-line error
     order = tf.constant(label_mapping(class_names, load_card(cfg.teacher)["labels"]))
 
     def teacher(x):
