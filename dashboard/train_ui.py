@@ -86,14 +86,9 @@ def config_form(data_root: str) -> TrainConfig | None:
     )
     st.session_state["new_run_name"] = run_name.strip() or None
     cfg = cfg.validated()
-    if cfg.init_weights:
-        from fer_core.train import initial_weights_origin
+    from fer_core.train import check_start_models
 
-        initial_weights_origin(cfg)  # a missing or mismatched model: ValueError, shown by the page
-    if cfg.teacher:
-        from fer_core.train import teacher_origin
-
-        teacher_origin(cfg, ())  # the same for the teacher
+    check_start_models(cfg)  # a missing or mismatched model: ValueError, shown by the page
     return cfg
 
 

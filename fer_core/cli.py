@@ -118,14 +118,10 @@ def cmd_train(args) -> int:
         run_dir = Path(args.run_dir) if args.run_dir else REPO / "runs" / new_run_id()
     if not Path(cfg.data).exists():
         raise ValueError(f"{cfg.data}: dataset not found; pass --data ROOT.")
-    if cfg.init_weights and not args.resume:
-        from fer_core.train import initial_weights_origin
+    if not args.resume:
+        from fer_core.train import check_start_models
 
-        initial_weights_origin(cfg)  # a missing or mismatched model is a one-line error before training
-    if cfg.teacher and not args.resume:
-        from fer_core.train import teacher_origin
-
-        teacher_origin(cfg, ())  # the same for the teacher; its labels are matched to the data at start
+        check_start_models(cfg)  # a missing or mismatched model is a one-line error before training
     lock = RunsLock(run_dir.parent)
     from fer_core.train import worker_info
 

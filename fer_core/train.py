@@ -455,6 +455,15 @@ def initial_weights_origin(cfg: TrainConfig) -> dict:
     return origin
 
 
+def check_start_models(cfg: TrainConfig) -> None:
+    """Check the model files a new run starts from (warm start, teacher) before it launches: a missing
+    or mismatched file is a one-line ValueError. The teacher's labels are matched to the data at start."""
+    if cfg.init_weights:
+        initial_weights_origin(cfg)
+    if cfg.teacher:
+        teacher_origin(cfg, ())
+
+
 def load_initial_weights(model, cfg: TrainConfig) -> dict:
     """Copy the weights of the model file `cfg.init_weights` into `model` (a warm start)."""
     origin = initial_weights_origin(cfg)
