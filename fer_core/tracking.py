@@ -7,6 +7,7 @@ MLflow when it is installed (optional: nothing in the workbench needs it).
 from __future__ import annotations
 
 import importlib.util
+import sys
 import time
 from pathlib import Path
 
@@ -80,21 +81,46 @@ def _event_file_callback(log_dir: Path):
     return EventFiles()
 
 
-def _mlflow_callback(run_name: str, config: dict):  # pragma: no cover - needs mlflow
-    """Parameters once, metrics every epoch, to the MLflow tracking URI of the environment."""
+def _mlflow_callback(run_name: str, config: dict):
+    """Parameters once, metrics every epoch, to the MLflow tracking URI of the environment.
+
+    MLflow is a convenience beside the run folder, so a tracking backend that cannot be used (no
+    server, a store this mlflow install cannot open: mlflow-skinny's default SQLite URI needs
+    SQLAlchemy) costs one line in the log and the rest of the run's logging to MLflow, never the run.
+    """
     import keras
     import mlflow
 
     class MLflowLogger(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.active, self.started = True, False
+
+        def _call(self, fn, *args, **kwargs) -> bool:
+            if not self.active:
+                return False
+            try:
+                fn(*args, **kwargs)
+                return True
+            except Exception as exc:  # noqa: BLE001 - any tracking failure must leave training running
+                self.active = False
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+                print(f"MLflow logging off for this run: {type(exc).__name__}: {first}", file=sys.stderr, flush=True)
+                return False
+
         def on_train_begin(self, logs=None):
-            mlflow.start_run(run_name=run_name)
-            mlflow.log_params({k: v for k, v in config.items() if isinstance(v, str | int | float | bool)})
+            params = {k: v for k, v in config.items() if isinstance(v, str | int | float | bool)}
+            self.started = self._call(mlflow.start_run, run_name=run_name)
+            self._call(mlflow.log_params, params)
 
         def on_epoch_end(self, epoch, logs=None):
-            mlflow.log_metrics({k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}, step=epoch)
+            metrics = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}
+            self._call(mlflow.log_metrics, metrics, step=epoch)
 
         def on_train_end(self, logs=None):
-            mlflow.end_run()
+            if self.started:  # close what was opened, even after a failed log call
+                self.active = True
+                self._call(mlflow.end_run)
 
     return MLflowLogger()
 
