@@ -175,7 +175,7 @@ def gradcam_overlays(model_path: str, mtime_key: float, faces: np.ndarray, class
     return [overlay(face, m, size=144) for face, m in zip(faces, maps, strict=True)]
 
 
-# ----------------------------------------------------------------------------- inference (issue 6)
+# ----------------------------------------------------------------------------- inference
 
 
 def inference_model_path() -> Path:
@@ -207,7 +207,7 @@ def detector(name: str = DEFAULT_DETECTOR, **settings):
     return create_detector(name, "photo", **settings)
 
 
-# ----------------------------------------------------------------------------- Predict page (issue 21)
+# ----------------------------------------------------------------------------- Predict page
 
 
 def upload_digest(data: bytes) -> str:
@@ -220,7 +220,7 @@ def upload_digest(data: bytes) -> str:
 @st.cache_data(max_entries=256, show_spinner=False)
 def photo_faces(digest: str, recognizer_key: str, cropped: bool, _rec, _data: bytes):
     """(rgb, faces) of one uploaded photo, computed once per (bytes, recognizer settings): adding a
-    photo no longer re-runs the others. Raises ImageError (not cached) for a file that is not a photo."""
+    photo does not re-run the others. Raises ImageError (not cached) for a file that is not a photo."""
     from fer_core.images import UPLOAD_MAX_PIXELS, decode_image
 
     rgb = decode_image(_data, max_pixels=UPLOAD_MAX_PIXELS)
