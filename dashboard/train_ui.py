@@ -3,22 +3,56 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import streamlit as st
 
 from fer_core.config import ARCHITECTURES, TrainConfig
 
 DEFAULTS = TrainConfig()
+NO_WARM_START = ""  # the "Start from model file" choice that means random initial weights
 
 
-def config_form(data_root: str) -> TrainConfig | None:
-    """The new-run form; returns the validated config when Launch is pressed, else None."""
+def warm_start_candidates(arch: str, width: int, crop_size: int, models_dir: Path, runs_dir: Path) -> dict[str, str]:
+    """{path: label} of the model files a run with this architecture, width and crop size can start
+    from: single networks in `models_dir` and the best models of finished runs in `runs_dir` whose
+    card states the same three settings. Ensembles (several networks in one file) are left out, and
+    so are files without a card or whose card does not say, since nothing shows that they fit."""
+    from fer_core.card import card_path
+    from fer_core.runs import read_json_object, read_status
+
+    files = sorted(Path(models_dir).glob("*.keras"))
+    if Path(runs_dir).is_dir():
+        runs = sorted((d for d in Path(runs_dir).iterdir() if d.is_dir()), key=lambda d: d.name)
+        files += [d / "model.keras" for d in runs if read_status(d).get("state") == "finished"]
+    out = {}
+    for path in files:
+        card = read_json_object(card_path(path)) if path.is_file() else {}
+        trained = card.get("training") or {}
+        crop = (card.get("input") or {}).get("crop_size")
+        if card.get("members") or (trained.get("arch"), trained.get("width"), crop) != (arch, width, crop_size):
+            continue
+        acc = (card.get("metrics") or {}).get("val_accuracy")
+        where = f"run {path.parent.name}" if path.name == "model.keras" else f"{path.parent.name}/{path.name}"
+        out[str(path)] = where + (f" (val {acc:.1%})" if isinstance(acc, int | float) else "")
+    return out
+
+
+def config_form(data_root: str, models_dir: Path, runs_dir: Path) -> TrainConfig | None:
+    """The new-run form; returns the validated config when Launch is pressed, else None.
+
+    Architecture and width sit above the form: changing them reruns the page at once, so the
+    "Start from model file" list only ever offers models those settings can start from."""
+    c1, c2, _ = st.columns([1, 1, 2])
+    arch = c1.selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index(DEFAULTS.arch))
+    width = int(c2.select_slider("Width", [8, 16, 24, 32, 48, 64], value=DEFAULTS.width))
+    candidates = warm_start_candidates(arch, width, DEFAULTS.crop_size, models_dir, runs_dir)
     with st.form("new_run"):
         c1, c2, c3, c4 = st.columns(4)
-        arch = c1.selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index(DEFAULTS.arch))
-        width = c2.select_slider("Width", [8, 16, 24, 32, 48, 64], value=DEFAULTS.width)
-        epochs = c3.number_input("Epochs", 1, 1000, DEFAULTS.epochs)
-        batch = c4.select_slider("Batch size", [16, 32, 64, 128, 256], value=DEFAULTS.batch_size)
+        epochs = c1.number_input("Epochs", 1, 1000, DEFAULTS.epochs)
+        batch = c2.select_slider("Batch size", [16, 32, 64, 128, 256], value=DEFAULTS.batch_size)
+        early = c3.number_input("Early stopping patience (0 = off)", 0, 100, DEFAULTS.early_stopping)
+        limit = c4.number_input("Use only N training images (0 = all)", 0, 1_000_000, 0)
         c1, c2, c3, c4 = st.columns(4)
         optimizer = c1.selectbox("Optimizer", ["sgd", "adam", "adamw"])
         lr = c2.number_input("Learning rate", 1e-5, 1.0, DEFAULTS.learning_rate, format="%.4f")
@@ -29,21 +63,27 @@ def config_form(data_root: str) -> TrainConfig | None:
         erasing = c2.slider("Random erasing p", 0.0, 1.0, DEFAULTS.erasing, 0.05)
         class_weights = c3.selectbox("Class weights", ["none", "sqrt", "balanced"])
         smoothing = c4.slider("Label smoothing", 0.0, 0.3, DEFAULTS.label_smoothing, 0.05)
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2, c3 = st.columns([1, 1, 2])
         mixup = c1.slider("Mixup alpha", 0.0, 1.0, DEFAULTS.mixup, 0.1)
-        early = c2.number_input("Early stopping patience (0 = off)", 0, 100, DEFAULTS.early_stopping)
-        limit = c3.number_input("Use only N training images (0 = all)", 0, 1_000_000, 0)
-        run_name = c4.text_input("Run name (optional)", "")
-        c1, c2 = st.columns([3, 1])
-        init = c1.text_input(
-            "Start from model file (optional)",
-            "",
-            placeholder="runs/<run>/model.keras",
-            help="a warm start: the run begins with this network's weights; same architecture, width and crop size "
-            "(one network: the shipped ensemble can be a teacher below, not a warm start)",
-        )
         keep = c2.number_input(
             "Keep last N epochs' weights", 0, 1000, DEFAULTS.keep_epochs, help="for promote --average N (0 = none)"
+        )
+        run_name = c3.text_input("Run name (optional)", "")
+        c1, c2 = st.columns(2)
+        chosen = c1.selectbox(
+            "Start from model file (optional)",
+            [NO_WARM_START, *candidates],
+            format_func=lambda p: candidates.get(p, "none: random initial weights"),
+            help=f"a warm start: the run begins with this network's weights. Offered: single networks in "
+            f"{models_dir} and finished runs whose card says {arch}, width {width}, crop {DEFAULTS.crop_size}; "
+            "an ensemble can be a teacher below, not a warm start",
+        )
+        typed = c2.text_input(
+            "...or another model file",
+            "",
+            placeholder="path/to/network.keras",
+            help="used instead of the list when filled in; checked against this run's architecture, width "
+            "and crop size before the run starts",
         )
         c1, c2, c3 = st.columns([2, 1, 1])
         teacher = c1.text_input(
@@ -78,7 +118,7 @@ def config_form(data_root: str) -> TrainConfig | None:
         mixup=float(mixup),
         early_stopping=int(early),
         max_train_images=int(limit),
-        init_weights=init.strip(),
+        init_weights=typed.strip() or chosen,
         keep_epochs=int(keep),
         teacher=teacher.strip(),
         distill_temperature=float(temperature),

@@ -23,7 +23,7 @@ tab_new, tab_runs, tab_compare = st.tabs(["New run", "Runs", "Compare"])
 with tab_new:
     st.write(f"Dataset: `{data_root}`")
     try:
-        cfg = config_form(data_root)
+        cfg = config_form(data_root, resources.MODELS_DIR, RUNS_DIR)
     except ValueError as exc:
         st.error(str(exc))
         cfg = None

@@ -107,7 +107,7 @@ def test_warm_start_model_is_checked_before_launch(runs_dir, tmp_path):
     from fer_core.card import make_card, save_card
 
     at = AppTest.from_file(PAGE, default_timeout=60).run()
-    start = next(t for t in at.text_input if t.label.startswith("Start from model file"))
+    start = next(t for t in at.text_input if t.label == "...or another model file")
     start.input(str(tmp_path / "missing.keras"))
     at.button(key="FormSubmitter:new_run-Launch").click().run()
     assert any("missing.keras not found" in e.value for e in at.error)
@@ -116,7 +116,7 @@ def test_warm_start_model_is_checked_before_launch(runs_dir, tmp_path):
     other.write_bytes(b"weights are not read before the card check")
     card = make_card(name="narrow", class_names=["a", "b"], crop_size=44, config={"arch": "resnet18", "width": 16})
     save_card(other, card)
-    start = next(t for t in at.text_input if t.label.startswith("Start from model file"))
+    start = next(t for t in at.text_input if t.label == "...or another model file")
     start.input(str(other))
     at.button(key="FormSubmitter:new_run-Launch").click().run()
     assert not at.exception
@@ -143,3 +143,73 @@ def test_teacher_is_checked_before_launch(runs_dir, tmp_path):
     at.button(key="FormSubmitter:new_run-Launch").click().run()
     assert any("crop size 40" in e.value for e in at.error)
     assert not runs_dir.exists() or not any(p.is_dir() for p in runs_dir.iterdir())
+
+
+def _carded(path, arch="resnet18", width=24, crop=44, members=None, val=None):
+    from fer_core.card import make_card, save_card
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"weights are not read to list a model")
+    card = make_card(name=path.stem, class_names=["a", "b"], crop_size=crop, config={"arch": arch, "width": width})
+    if members:
+        card["members"] = members
+    if val is not None:
+        card["metrics"] = {"val_accuracy": val}
+    save_card(path, card)
+    return path
+
+
+def _finished_run(runs_dir, name, state="finished", **card):
+    d = runs_dir / name
+    _carded(d / "model.keras", **card)
+    write_json_atomic(d / "status.json", {"state": state})
+    return d
+
+
+def test_warm_start_candidates_match_the_settings_and_leave_out_ensembles(tmp_path):
+    from dashboard.train_ui import warm_start_candidates
+
+    models, runs_dir = tmp_path / "models", tmp_path / "runs"
+    single = _carded(models / "single.keras", val=0.691)
+    _carded(models / "ensemble.keras", members=[{"name": "a"}, {"name": "b"}])
+    _carded(models / "narrow.keras", width=16)
+    _carded(models / "r34.keras", arch="resnet34")
+    _carded(models / "crop48.keras", crop=48)
+    (models / "no_card.keras").write_bytes(b"")
+    done = _finished_run(runs_dir, "done")
+    _finished_run(runs_dir, "still_running", state="running")
+    _finished_run(runs_dir, "other_width", width=32)
+
+    found = warm_start_candidates("resnet18", 24, 44, models, runs_dir)
+    assert found == {str(single): "models/single.keras (val 69.1%)", str(done / "model.keras"): "run done"}
+    assert warm_start_candidates("resnet18", 32, 44, models, runs_dir) == {
+        str(runs_dir / "other_width" / "model.keras"): "run other_width"
+    }
+    assert warm_start_candidates("resnet10", 24, 44, models, tmp_path / "no_runs") == {}
+
+
+def test_train_page_offers_only_models_that_fit_the_chosen_network(runs_dir, monkeypatch, tmp_path):
+    from dashboard import resources
+    from fer_core import jobs
+
+    models = tmp_path / "models"
+    monkeypatch.setattr(resources, "MODELS_DIR", models)
+    _carded(models / "single.keras")
+    _carded(models / "ensemble.keras", members=[{"name": "a"}, {"name": "b"}])
+    run32 = _finished_run(runs_dir, "w32", width=32)
+    launched = []
+    monkeypatch.setattr(jobs, "launch", lambda cfg, runs, name, **kw: launched.append(cfg) or runs / "new")
+
+    def start_box():
+        return next(s for s in at.selectbox if s.label == "Start from model file (optional)")
+
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert start_box().options == ["none: random initial weights", "run w32"]
+    assert start_box().value == ""
+    next(s for s in at.select_slider if s.label == "Width").set_value(24).run()
+    assert start_box().options[1:] == ["models/single.keras"]
+    next(s for s in at.select_slider if s.label == "Width").set_value(32).run()
+    start_box().set_value(str(run32 / "model.keras"))
+    at.button(key="FormSubmitter:new_run-Launch").click().run()
+    assert not at.exception and not at.error
+    assert [(c.init_weights, c.width) for c in launched] == [(str(run32 / "model.keras"), 32)]
