@@ -2,7 +2,7 @@
 
 Usage::
 
-    FER_DATA=/path/to/fer2013 python benchmarks/screenshots.py [--out docs/screenshots]
+    FER_DATA=/path/to/fer2013 python benchmarks/screenshots.py [--out docs/screenshots] [--pages Train,Evaluate]
 
 Starts `streamlit run Home.py` (benchmarks/webcam_browser.py's server helper), opens each page at
 1400 px wide, waits until Streamlit has finished running the script and writes one PNG of the
@@ -45,7 +45,12 @@ def settle(page, timeout_s: float = 300) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
+    names = [name for name, _ in PAGES]
+    ap.add_argument("--pages", default=",".join(names), help=f"comma-separated, of {','.join(names)} (default: all)")
     args = ap.parse_args(argv)
+    wanted = [n.strip() for n in args.pages.split(",") if n.strip()]
+    if unknown := sorted(set(wanted) - set(names)):
+        ap.error(f"unknown page(s) {', '.join(unknown)}; choose from {', '.join(names)}")
     from playwright.sync_api import sync_playwright
 
     from fer_core.hardware import cpu_summary
@@ -61,7 +66,7 @@ def main(argv=None) -> int:
             )
             try:
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
-                for name, path in PAGES:
+                for name, path in (p for p in PAGES if p[0] in wanted):
                     t = time.perf_counter()
                     page.goto(f"{base}/{path}", timeout=300_000)
                     settle(page)
