@@ -68,6 +68,10 @@ class TrainConfig:
     )
     distill_temperature: float = 2.0  # softens teacher and student before the KL term; 1 = plain probabilities
     distill_alpha: float = 0.7  # weight of the teacher (KL) term; 1 - alpha stays on the labels
+    # online: the teacher runs on each augmented batch (sees the student's exact views; an ensemble
+    # teacher costs 3 forward passes per image per epoch) | cached: the teacher runs once per image,
+    # before training, on the centre crop and its mirror (fixed targets, no per-epoch cost)
+    distill_targets: str = "online"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
@@ -98,6 +102,7 @@ class TrainConfig:
             "precision": ("auto", "mixed_bfloat16", "mixed_float16", "float32"),
             "strategy": ("auto", "mirrored", "multiworker"),
             "eval_tta": ("none", "flip", "tencrop"),
+            "distill_targets": ("online", "cached"),
         }
         # NaN and +-Inf pass every "<" and ">" test below, so non-finite numbers are refused first
         # (a NaN learning rate trained to "finished" and shipped a NaN model).

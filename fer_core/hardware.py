@@ -1,6 +1,7 @@
 """What this CPU can do, read once from /proc/cpuinfo: the bfloat16 check that training's
-`precision=auto` and the inference engine share, and the one-line CPU description every
-benchmark prints (figures taken on different CPUs are not comparable)."""
+`precision=auto` and the inference engine share, the one-line CPU description every
+benchmark prints (figures taken on different CPUs are not comparable), and the TensorFlow
+settings chosen for the CPU (applied by `fer_core/__init__.py` before TensorFlow loads)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,37 @@ def cpu_summary() -> str:
     present = " ".join(f for f in SPEED_FLAGS if f in flags) or "none of " + "/".join(SPEED_FLAGS)
     native = "yes" if cpu_supports_bf16() else "no"
     return f"{model}, {os.cpu_count()} cores, {present} (bf16 native: {native})"
+
+
+def tensorflow_settings() -> dict[str, str]:
+    """Environment variables TensorFlow reads once, at import, chosen for this CPU.
+
+    ``TF_ENABLE_ONEDNN_OPTS=1`` on every x86 CPU: TensorFlow's x86 builds turn their oneDNN
+    kernels on by default only where the CPU has AVX512-VNNI, AVX512-BF16 or AMX; on an
+    AVX2-only CPU they fall back to Eigen's, which train our ResNet about half as fast
+    (see docs/training-speed.md and ``benchmarks/train_speed.py``, which measures both).
+    """
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        return {"TF_ENABLE_ONEDNN_OPTS": "1"}
+    return {}
+
+
+def configure_tensorflow() -> None:
+    """Put `tensorflow_settings()` into the environment where the user has not set them.
+
+    Has an effect only before TensorFlow is imported; a value the user exported wins
+    (``TF_ENABLE_ONEDNN_OPTS=0`` turns oneDNN off again, e.g. to compare).
+    """
+    for key, value in tensorflow_settings().items():
+        os.environ.setdefault(key, value)
+
+
+def training_runtime() -> dict:
+    """What a run trained on, for its config and card: backend, oneDNN setting and CPU."""
+    import keras
+
+    return {
+        "backend": keras.backend.backend(),
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "TensorFlow's default for this CPU"),
+        "cpu": cpu_summary(),
+    }

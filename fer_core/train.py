@@ -8,6 +8,7 @@ CLI (`python -m fer_core train`) and the dashboard's jobs call it in their own p
 from __future__ import annotations
 
 import errno
+import io
 import json
 import math
 import os
@@ -22,7 +23,7 @@ import numpy as np
 
 from fer_core.config import TrainConfig
 from fer_core.constants import IMAGE_SIZE
-from fer_core.hardware import cpu_supports_bf16
+from fer_core.hardware import cpu_supports_bf16, training_runtime
 from fer_core.runs import append_jsonl, now_iso, read_json, update_status, write_json_atomic
 
 # Where a run keeps per-epoch weights (config keep_epochs): EPOCHS_DIR/epoch_NNN.weights.h5.
@@ -192,7 +193,19 @@ def stream_seed(seed: int, resume_point: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(resume_point)]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def make_datasets(ds, cfg: TrainConfig, num_classes: int, shuffle_seed: int | None = None, teacher=None):
+def training_arrays(ds, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(faces (N, 48, 48) uint8, labels (N,)) a run trains on: the train split, or the subset
+    of `max_train_images` that cfg.seed picks."""
+    train = ds.split("train")
+    if cfg.max_train_images:
+        keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(train))[: cfg.max_train_images])
+        return train.images[keep], train.labels[keep]
+    return train.images, train.labels
+
+
+def make_datasets(
+    ds, cfg: TrainConfig, num_classes: int, shuffle_seed: int | None = None, teacher=None, teacher_targets=None
+):
     """(train tf.data.Dataset, val tf.data.Dataset or None, counts) from a FaceDataset.
 
     shuffle_seed: the seed of the data order (default: cfg.seed); the subset kept by
@@ -201,23 +214,23 @@ def make_datasets(ds, cfg: TrainConfig, num_classes: int, shuffle_seed: int | No
     in the dataset's class order (see `load_teacher`). It runs on each batch after augmentation,
     on exactly the views the student sees, and the targets become [one-hot | teacher
     probabilities] (B, 2 x classes); validation targets repeat the one-hot labels in both halves.
+    teacher_targets: instead of `teacher`, fixed teacher probabilities (N, classes), one row per
+    image of `training_arrays` (see `cached_teacher_targets`); same target layout.
     """
     import tensorflow as tf
 
     from fer_core.preprocess import tta_views
 
-    train = ds.split("train")
-    if cfg.max_train_images:
-        train_idx = np.random.default_rng(cfg.seed).permutation(len(train))[: cfg.max_train_images]
-        train_x, train_y = train.images[np.sort(train_idx)], train.labels[np.sort(train_idx)]
-    else:
-        train_x, train_y = train.images, train.labels
+    train_x, train_y = training_arrays(ds, cfg)
     if len(train_x) == 0:
         raise ValueError(f"{cfg.data}: the dataset has no training images.")
     cw = class_weight_vector(train_y, num_classes, cfg.class_weights)
     x = train_x[..., None]
     y = np.eye(num_classes, dtype=np.float32)[train_y]
+    if teacher_targets is not None:
+        y = np.concatenate([y, np.asarray(teacher_targets, np.float32)], axis=1)
     w = cw[train_y]
+    distilling = teacher is not None or teacher_targets is not None
 
     def aug(xb, yb, wb):
         xb = tf.cast(xb, tf.float32)
@@ -247,7 +260,7 @@ def make_datasets(ds, cfg: TrainConfig, num_classes: int, shuffle_seed: int | No
     if len(val):
         vx = tta_views(val.images, cfg.crop_size, "none")[0]
         vy = np.eye(num_classes, dtype=np.float32)[val.labels]
-        if teacher is not None:
+        if distilling:
             vy = np.concatenate([vy, vy], axis=1)
         val_ds = tf.data.Dataset.from_tensor_slices((vx, vy)).batch(256).prefetch(2).with_options(options)
     counts = {"train": int(len(x)), "val": int(len(val)), "test": int((ds.splits == "test").sum())}
@@ -369,6 +382,7 @@ def teacher_origin(cfg: TrainConfig, class_names) -> dict:
         "tta": card.get("tta"),
         "temperature": cfg.distill_temperature,
         "alpha": cfg.distill_alpha,
+        "targets": cfg.distill_targets,
     }
 
 
@@ -387,6 +401,41 @@ def load_teacher(cfg: TrainConfig, class_names):
         return tf.gather(tf.cast(model(x, training=False), tf.float32), order, axis=-1)
 
     return teacher
+
+
+TEACHER_TARGETS = "teacher_targets.npy"  # in the run folder: cached targets, reused on resume
+
+
+def cached_teacher_targets(cfg: TrainConfig, ds, run_dir: Path | None = None) -> np.ndarray:
+    """The teacher's probabilities (N, classes) for each image of `training_arrays`, in the
+    dataset's class order: mean of the centre crop and its mirror, run once through the
+    inference engine. Saved in the run folder (when given) so a resumed run reuses them."""
+    from fer_core.card import load_card
+    from fer_core.engine import load_engine
+    from fer_core.evaluate import label_mapping
+    from fer_core.runs import write_bytes_atomic
+
+    faces, _ = training_arrays(ds, cfg)
+    path = run_dir / TEACHER_TARGETS if run_dir is not None else None
+    if path is not None and path.exists():
+        cached = np.load(path)
+        if cached.shape[0] == len(faces):
+            return cached
+    engine = load_engine(cfg.teacher)
+    order = label_mapping(ds.class_names, load_card(cfg.teacher)["labels"])
+    step = max(1, len(faces) // 10)
+    t0 = time.monotonic()
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done // step != (done - engine.max_crops // 2) // step:
+            print(f"teacher targets: {done}/{total} faces ({time.monotonic() - t0:.0f} s)", flush=True)
+
+    targets = engine.predict_proba(faces, "flip", progress)[:, order].astype(np.float32)
+    if path is not None:
+        buf = io.BytesIO()
+        np.save(buf, targets)
+        write_bytes_atomic(path, buf.getvalue())
+    return targets
 
 
 def build_model(cfg: TrainConfig, num_classes: int, steps_per_epoch: int):
@@ -864,6 +913,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     precision = resolve_precision(cfg.precision)
     keras.mixed_precision.set_global_policy(precision)
     strategy = make_strategy(cfg.strategy)
+    runtime = training_runtime()
+    print(f"{runtime['backend']} (oneDNN {runtime['onednn']}) on {runtime['cpu']}", flush=True)
     print(
         f"precision {precision}, strategy {type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s))",
         flush=True,
@@ -871,12 +922,21 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
 
     ds = load_dataset(cfg.data)
     num_classes = len(ds.class_names)
-    teacher, distilled_from = None, None
+    teacher, teacher_targets, distilled_from = None, None, None
     if cfg.teacher:
         distilled_from = teacher_origin(cfg, ds.class_names)
-        teacher = load_teacher(cfg, ds.class_names)
-        print(f"distilling from {cfg.teacher} (T {cfg.distill_temperature}, alpha {cfg.distill_alpha})", flush=True)
-    train_ds, val_ds, counts = make_datasets(ds, cfg, num_classes, shuffle_seed=seed, teacher=teacher)
+        print(
+            f"distilling from {cfg.teacher} (T {cfg.distill_temperature}, alpha {cfg.distill_alpha}, "
+            f"{cfg.distill_targets} targets)",
+            flush=True,
+        )
+        if cfg.distill_targets == "cached":
+            teacher_targets = cached_teacher_targets(cfg, ds, run_dir if write else None)
+        else:
+            teacher = load_teacher(cfg, ds.class_names)
+    train_ds, val_ds, counts = make_datasets(
+        ds, cfg, num_classes, shuffle_seed=seed, teacher=teacher, teacher_targets=teacher_targets
+    )
     if seed != cfg.seed:
         print(f"resumed after epoch {resume_point}: data order and augmentation seeded {seed}", flush=True)
     steps = math.ceil(counts["train"] / cfg.batch_size)
@@ -904,7 +964,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
             class_names=ds.class_names,
             crop_size=cfg.crop_size,
             tta="none",
-            config={**asdict(cfg), "precision_resolved": precision},
+            config={**asdict(cfg), "precision_resolved": precision, "runtime": runtime},
             dataset=dataset_info,
             metrics={"best_epoch": epoch, "val_accuracy_centre_crop": val_acc},
             params=model.count_params(),

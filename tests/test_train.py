@@ -385,16 +385,47 @@ def test_distilled_student_names_its_teacher(tmp_path):
         + ["--distill-temperature", "3", "--distill-alpha", "0.5"]
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    assert f"distilling from {teacher} (T 3.0, alpha 0.5)" in r.stdout
+    assert f"distilling from {teacher} (T 3.0, alpha 0.5, online targets)" in r.stdout
     card = json.loads((run_dir / "model.json").read_text())
     assert card["distilled_from"]["path"] == str(teacher) and card["distilled_from"]["name"] == "tiny_teacher"
     assert card["distilled_from"]["temperature"] == 3.0 and card["training"]["teacher"] == str(teacher)
     epochs, _ = runs.read_metrics(run_dir)
     assert [e["epoch"] for e in epochs] == [1, 2] and all(0 <= e["val_accuracy"] <= 1 for e in epochs)
 
+    # Cached targets: the teacher runs once per image, before training; the file is kept for a resume.
+    cached_dir = tmp_path / "runs" / "cached"
+    r = run(
+        train_cmd(cached_dir, "--epochs", "1", "--max-train-images", "200", "--teacher", str(teacher))
+        + ["--distill-targets", "cached"]
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "teacher targets: 200/200 faces" in r.stdout
+    assert json.loads((cached_dir / "model.json").read_text())["distilled_from"]["targets"] == "cached"
+    assert np.load(cached_dir / "teacher_targets.npy").shape == (200, 7)
+
     # A teacher that sees other crops than the student is refused before training, in one line.
     r = run(train_cmd(tmp_path / "runs" / "bad", "--epochs", "1", "--teacher", str(teacher), "--crop-size", "40"))
     assert r.returncode == 2 and r.stderr.startswith("error: teacher: ") and "crop size 44" in r.stderr
+
+
+def test_cached_teacher_targets_are_the_teachers_mirror_averaged_probabilities(tmp_path):
+    from fer_core.data import load_dataset
+    from fer_core.engine import load_engine
+    from fer_core.train import TEACHER_TARGETS, cached_teacher_targets, training_arrays
+    from tests.conftest import make_tiny_model
+
+    teacher = make_tiny_model(tmp_path / "teacher")
+    cfg = TrainConfig(teacher=str(teacher), max_train_images=50, arch="resnet10", width=8)
+    ds = load_dataset(cfg.data)
+    faces, _ = training_arrays(ds, cfg)
+    targets = cached_teacher_targets(cfg, ds, tmp_path)
+    expected = load_engine(teacher).predict_proba(faces, "flip")
+    assert targets.shape == (50, 7)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(targets, expected, rtol=1e-5, atol=1e-6)  # the sample's labels are in card order
+    # A resumed run reads the saved file instead of running the teacher again.
+    np.save(tmp_path / TEACHER_TARGETS, np.full_like(targets, 1 / 7))
+    assert np.allclose(cached_teacher_targets(cfg, ds, tmp_path), 1 / 7)
 
 
 def test_an_ensemble_is_refused_as_a_warm_start_in_plain_words(tmp_path):
