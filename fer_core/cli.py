@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _write_json(path: str, obj) -> None:
-    from fer_core.runs import write_json_atomic
+    from fer_core.jsonio import write_json_atomic
 
     if Path(path).is_dir():
         raise ValueError(f"--json {path} is a folder; give a file name, e.g. {Path(path) / 'results.json'}")
@@ -78,7 +78,8 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args) -> int:
     from fer_core.jobs import JobError, RunsLock
-    from fer_core.runs import append_jsonl, new_run_id, read_json_object, read_metrics, read_status, update_status
+    from fer_core.jsonio import append_jsonl, read_json_object
+    from fer_core.runs import new_run_id, read_metrics, read_status, update_status
     from fer_core.train import train
 
     overrides = {f.name: getattr(args, f.name) for f in _TRAIN_FLAGS if getattr(args, f.name) is not None}
@@ -155,7 +156,7 @@ def cmd_train(args) -> int:
 def cmd_promote(args) -> int:
     from fer_core.card import load_card
     from fer_core.data import load_dataset
-    from fer_core.evaluate import promote
+    from fer_core.promote import promote
 
     cfg = load_card(Path(args.run_dir) / "model.keras")["training"]
     ds = load_dataset(args.data or cfg["data"])
@@ -187,7 +188,7 @@ def cmd_ensemble(args) -> int:
     from fer_core.card import load_card
     from fer_core.data import load_dataset
     from fer_core.ensemble import combine
-    from fer_core.evaluate import evaluate_model_files
+    from fer_core.evaluate import rewrite_evaluation
 
     for path in args.models:
         if not Path(path).is_file():
@@ -198,7 +199,7 @@ def cmd_ensemble(args) -> int:
     ds = load_dataset(root)
     dest = Path(args.out)
     combine(args.models, dest, tta=args.tta)
-    evaluate_model_files(dest, ds, args.tta)
+    rewrite_evaluation(dest, ds, args.tta)
     card = load_card(dest)
     for member in card["members"]:
         m = member.get("metrics") or {}

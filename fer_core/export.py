@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.card import card_path, load_card
-from fer_core.runs import write_json_atomic
+from fer_core.card import card_path, label_mapping, load_card
+from fer_core.jsonio import write_json_atomic
 
 FORMATS: tuple[str, ...] = ("tflite", "onnx", "savedmodel")
 # Top-1 agreement with the Keras model below this refuses the export (the issue's bar).
@@ -210,9 +210,10 @@ def compare(reference: np.ndarray, exported: np.ndarray) -> dict:
 
 def _accuracy(probs: np.ndarray, labels: np.ndarray, data_names, card_labels) -> float | None:
     """Top-1 accuracy against the dataset labels, when its class names match the card's."""
-    if not set(data_names) <= set(card_labels):
+    try:
+        to_card = label_mapping(data_names, card_labels)
+    except ValueError:
         return None
-    to_card = np.array([list(card_labels).index(n) for n in data_names])
     return float((probs.argmax(axis=1) == to_card[labels]).mean())
 
 

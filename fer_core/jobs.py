@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from fer_core.config import TrainConfig
-from fer_core.runs import new_run_id, read_json, read_status, update_status, validate_run_name
+from fer_core.jsonio import read_json
+from fer_core.runs import new_run_id, read_status, update_status, validate_run_name
 
 LOCK_NAME = ".train.lock"
 # `launch` takes the lock itself and hands its descriptor to the training process through

@@ -23,21 +23,11 @@ import numpy as np
 from fer_core.config import TrainConfig
 from fer_core.constants import IMAGE_SIZE
 from fer_core.hardware import cpu_supports_bf16
-from fer_core.runs import append_jsonl, now_iso, read_json, update_status, write_json_atomic
+from fer_core.jsonio import append_jsonl, now_iso, read_json, write_json_atomic
+from fer_core.runs import BACKUP_DIR, EPOCH_SUFFIX, EPOCHS_DIR, update_status
 
-# Where a run keeps per-epoch weights (config keep_epochs): EPOCHS_DIR/epoch_NNN.weights.h5.
-EPOCHS_DIR = "epochs"
-EPOCH_SUFFIX = ".weights.h5"
-# Keras BackupAndRestore's state (DESIGN.md run folder); present once an epoch has finished.
-BACKUP_DIR = "backup"
 # The backup's previous good state, kept until a new one is complete (see atomic_backup_class).
 PREVIOUS_WEIGHTS, PREVIOUS_METADATA = "previous.weights.h5", "previous_training_metadata.json"
-
-
-def kept_epochs(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """The per-epoch weight files a run kept (config keep_epochs), as (epoch, path), oldest first."""
-    files = sorted((Path(run_dir) / EPOCHS_DIR).glob(f"epoch_*{EPOCH_SUFFIX}"))
-    return [(int(f.name[len("epoch_") : -len(EPOCH_SUFFIX)]), f) for f in files]
 
 
 class StopRequested(Exception):
@@ -672,7 +662,7 @@ def atomic_backup_class():
     """
     import keras
 
-    from fer_core.runs import fsync_dir, write_json_atomic
+    from fer_core.jsonio import fsync_dir, write_json_atomic
 
     class AtomicBackup(keras.callbacks.BackupAndRestore):
         def _pairs(self) -> list[tuple[Path, Path]]:

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from fer_core import jobs, runs
 from fer_core.cli import main
 from fer_core.config import TrainConfig
-from fer_core.runs import write_json_atomic
+from fer_core.jsonio import write_json_atomic
 
 from .conftest import SAMPLE
 from .test_pages_train import PAGE, make_run
