@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_core.errors import FerError
 from fer_core.jsonio import now_iso, read_json, write_json_atomic
 
 CARD_VERSION = 1
@@ -20,7 +21,7 @@ CARD_VERSION = 1
 DEFAULT_FACE_MARGIN = 0.1
 
 
-class CardError(ValueError):
+class CardError(FerError, ValueError):
     """A model card that is missing or unusable."""
 
 

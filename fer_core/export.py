@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_core.card import card_path, label_mapping, load_card
+from fer_core.errors import FerError
 from fer_core.jsonio import write_json_atomic
 
 FORMATS: tuple[str, ...] = ("tflite", "onnx", "savedmodel")
@@ -46,7 +47,7 @@ ONNX_OPSET = 17
 Runner = Callable[[np.ndarray], np.ndarray]
 
 
-class ExportError(ValueError):
+class ExportError(FerError, ValueError):
     """An export that cannot be made or fails its parity check; the message says why."""
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fer_core.constants import IMAGE_SIZE
+from fer_core.errors import FerError
 
 # Larger images are refused before their pixels are decoded (a 100 MP photo is ~300 MB of RGB).
 MAX_PIXELS = 64_000_000
@@ -32,7 +33,7 @@ _GRAY_BAND_PIXELS = 1 << 20
 Image.MAX_IMAGE_PIXELS = None
 
 
-class ImageError(ValueError):
+class ImageError(FerError, ValueError):
     """A user-supplied image that cannot be used; the message says why and what to do."""
 
 
