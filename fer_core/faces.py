@@ -475,9 +475,6 @@ class TrackingDetector:
         self._since_full = 0
         self.full_searches = 0
 
-    def reset(self) -> None:
-        self._last, self._since_full = [], 0
-
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in this frame (same contract as `FaceDetector.detect`)."""
         d = self.detector

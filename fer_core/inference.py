@@ -319,9 +319,6 @@ class EmotionSmoother:
         self._tracks: dict[int, dict] = {}  # id -> {"box", "scores": ndarray, "missed"}
         self._next_id = 0
 
-    def reset(self) -> None:
-        self._tracks.clear()
-
     @property
     def n_tracks(self) -> int:
         return len(self._tracks)
