@@ -251,7 +251,7 @@ def annotated_photo(digest: str, recognizer_key: str, cropped: bool, landmarks: 
 
     from PIL import Image
 
-    from fer_core.inference import annotate
+    from fer_core.drawing import annotate
 
     buf = io.BytesIO()
     Image.fromarray(annotate(_rgb, _faces, _labels, landmarks=landmarks)).save(buf, "JPEG", quality=90)

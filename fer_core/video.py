@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_core.drawing import annotate
 from fer_core.errors import FerError
 from fer_core.images import MAX_PIXELS
-from fer_core.inference import EmotionSmoother, Recognizer, annotate
+from fer_core.inference import EmotionSmoother, Recognizer
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg"})
 # Longer videos are analysed up to this many sampled frames (and say so), so an upload

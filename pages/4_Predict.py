@@ -8,8 +8,8 @@ import streamlit as st
 from dashboard import predict_ui as ui
 from dashboard import resources
 from fer_core.card import CardError
+from fer_core.drawing import annotate
 from fer_core.images import ImageError
-from fer_core.inference import annotate
 from fer_core.video import VIDEO_EXTENSIONS, VideoError, analyse_video
 
 st.set_page_config(page_title="Predict", layout="wide")

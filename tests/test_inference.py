@@ -11,8 +11,9 @@ import pytest
 
 from fer_core.card import CardError, load_card
 from fer_core.constants import EMOTIONS
+from fer_core.drawing import annotate
 from fer_core.images import ImageError, decode_image
-from fer_core.inference import DEFAULT_MODEL_PATH, EmotionSmoother, Face, Recognizer, annotate, crop_face
+from fer_core.inference import DEFAULT_MODEL_PATH, EmotionSmoother, Face, Recognizer, crop_face
 from tests.conftest import SHARED_PHOTOS, make_tiny_model, needs_shared_photos
 
 
