@@ -42,7 +42,8 @@ def make_card(
     metrics: dict | None = None,
     params: int | None = None,
 ) -> dict:
-    """Assemble a model card dict (see README 'Model card')."""
+    """Assemble a model card: labels in output order, input geometry, TTA, face margin, training
+    config, dataset, metrics and library versions (everything inference needs besides the weights)."""
     import keras
     import tensorflow as tf
 

@@ -1,4 +1,4 @@
-"""Issue #19, batch predict and atomic writes: one bad file does not cost the others their results."""
+"""Batch predict and atomic writes: one bad file does not cost the others their results."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue #19, run folders: one bad file never hides the other runs; names, pids and launches are checked."""
+"""Run folders: one bad file never hides the other runs; names, pids and launches are checked."""
 
 from __future__ import annotations
 
