@@ -120,11 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import tensorflow as tf
 
-    from fer_core.card import load_card
+    from fer_core.card import label_mapping, load_card
     from fer_core.data import load_dataset
     from fer_core.engine import load_engine
-    from fer_core.evaluate import compute_metrics, evaluate_dataset, label_mapping, require_split
+    from fer_core.evaluate import evaluate_dataset, require_split
     from fer_core.hardware import cpu_summary
+    from fer_core.metrics import compute_metrics
 
     model_path = Path(args.model)
     if not model_path.is_file():

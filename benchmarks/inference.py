@@ -50,9 +50,8 @@ def _peak_rss_mb() -> float:
 
 def worker(kind: str, args) -> dict:
     """One measurement in this process; returns its figures."""
-    from fer_core.card import load_card
+    from fer_core.card import label_mapping, load_card
     from fer_core.engine import load_engine, onnx_bytes
-    from fer_core.evaluate import label_mapping
 
     sub, n = _faces(args.data, args.split, args.faces)
     faces = sub.images[:n]

@@ -114,10 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from fer_core.constants import DEFAULT_DETECTOR
+    from fer_core.drawing import annotate
     from fer_core.faces import TrackingDetector, create_detector
     from fer_core.hardware import cpu_summary
     from fer_core.images import decode_image, to_gray
-    from fer_core.inference import Recognizer, annotate
+    from fer_core.inference import Recognizer
     from fer_core.video import LiveAnnotator
 
     photos = Path(args.photos)

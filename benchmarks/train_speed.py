@@ -23,7 +23,7 @@ Each variant is compiled and warmed up first (not timed). Then the timed rounds 
 a, b, a, b... Each round is one `fit` call of `--epochs` epochs of `--steps` batches
 (default: one pass over `--max-images` images); its wall-clock time, fit overhead included,
 counts. The rate of a variant is all its images over all its seconds. The ratio (a)/(b) is
-printed against the goal of issue 3 (2.5x or better), with the projected time of one full
+printed against the speed-up goal (GOAL_RATIO, 2.5x or better), with the projected time of one full
 FER-2013 training epoch (28,709 images) at (a)'s rate and, when the run folder exists, the
 per-epoch seconds that a real training run recorded in its metrics.jsonl.
 

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from fer_core.evaluate import compare_per_class, eval_dir_for, top_k
-from fer_core.runs import read_json
+from fer_core.evaluate import eval_dir_for
+from fer_core.jsonio import read_json
+from fer_core.metrics import compare_per_class, normalise_rows, top_k
 
 # ----------------------------------------------------------------------------- choices
 
@@ -94,8 +95,7 @@ def confusion_figure(cm, class_names, normalised: bool = False, selected: tuple[
     """
     cm = np.asarray(cm)
     names = [str(n) for n in class_names]
-    rows = cm.sum(axis=1, keepdims=True)
-    rate = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    rate = normalise_rows(cm)
     z = rate if normalised else cm
     text = [
         [f"{r:.0%}" if normalised else f"{c:,}" for c, r in zip(cr, rr, strict=True)]
@@ -228,8 +228,7 @@ def confusion_frame(cm, class_names, normalised: bool = False) -> pd.DataFrame:
     """The confusion matrix as a table: index true class, columns predicted class."""
     cm = np.asarray(cm)
     if normalised:
-        s = cm.sum(axis=1, keepdims=True)
-        cm = np.divide(cm, s, out=np.zeros(cm.shape, float), where=s > 0)
+        cm = normalise_rows(cm)
     names = list(class_names)
     return pd.DataFrame(cm, index=pd.Index(names, name="true \\ predicted"), columns=names)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import plotly.express as px
 import plotly.graph_objects as go
 
 SPLIT_COLOURS = {"train": "#4C78A8", "val": "#F58518", "test": "#54A24B"}
@@ -49,27 +48,6 @@ def intensity_histograms(images: np.ndarray, labels: np.ndarray, class_names, bi
         mean = float(counts @ per_value) / counts.sum()
         fig.add_scatter(x=centres, y=h / h.sum(), mode="lines", name=f"{name} (mean {mean:.0f})")
     fig.update_layout(xaxis_title="pixel value", yaxis_title="fraction of pixels", height=360, margin=dict(t=30, b=10))
-    return fig
-
-
-def face_grid(images: np.ndarray, titles: list[str] | None = None, cols: int = 8) -> go.Figure:
-    """A grid of 48x48 gray faces as one figure (for galleries of many faces)."""
-    n = len(images)
-    rows = max(1, int(np.ceil(n / cols)))
-    fig = px.imshow(
-        np.asarray(images)[:, :, :],
-        facet_col=0,
-        facet_col_wrap=cols,
-        binary_string=True,
-        facet_row_spacing=0.02,
-        facet_col_spacing=0.01,
-    )
-    for i, ann in enumerate(fig.layout.annotations):
-        ann.text = titles[i] if titles and i < len(titles) else ""
-        ann.font.size = 9
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    fig.update_layout(height=110 * rows + 20, margin=dict(l=0, r=0, t=20, b=0))
     return fig
 
 

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fer_core.constants import ALIGN_FACES
-from fer_core.inference import color_for
+from fer_core.drawing import color_for
 
 # ICE servers for remote use, as JSON (e.g. '[{"urls": ["stun:stun.l.google.com:19302"]}]').
 # Empty by default: on localhost the browser and the server meet without any STUN server.

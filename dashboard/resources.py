@@ -136,7 +136,8 @@ def load_model(path: str | Path):
 @st.cache_data(show_spinner="Reading stored predictions...", max_entries=8)
 def stored_predictions(path: str, mtime_key: float = 0.0) -> tuple[dict, dict]:
     """(metrics, predictions) from a model's stored .npz (see fer_core.evaluate.save_predictions)."""
-    from fer_core.evaluate import compute_metrics, load_predictions
+    from fer_core.evaluate import load_predictions
+    from fer_core.metrics import compute_metrics
 
     preds = load_predictions(path)
     return compute_metrics(preds["labels"], preds["probs"], preds["class_names"]), preds
@@ -250,7 +251,7 @@ def annotated_photo(digest: str, recognizer_key: str, cropped: bool, landmarks: 
 
     from PIL import Image
 
-    from fer_core.inference import annotate
+    from fer_core.drawing import annotate
 
     buf = io.BytesIO()
     Image.fromarray(annotate(_rgb, _faces, _labels, landmarks=landmarks)).save(buf, "JPEG", quality=90)

@@ -10,7 +10,10 @@ import platform
 import zipfile
 from pathlib import Path
 
-from fer_core.runs import now_iso, read_json, write_json_atomic
+import numpy as np
+
+from fer_core.errors import FerError
+from fer_core.jsonio import now_iso, read_json, write_json_atomic
 
 CARD_VERSION = 1
 # Fraction of the detected face box added on every side before cropping; FER-2013 faces
@@ -18,7 +21,7 @@ CARD_VERSION = 1
 DEFAULT_FACE_MARGIN = 0.1
 
 
-class CardError(ValueError):
+class CardError(FerError, ValueError):
     """A model card that is missing or unusable."""
 
 
@@ -39,9 +42,9 @@ def make_card(
     metrics: dict | None = None,
     params: int | None = None,
 ) -> dict:
-    """Assemble a model card dict (see README 'Model card')."""
+    """Assemble a model card: labels in output order, input geometry, TTA, face margin, training
+    config, dataset, metrics and library versions (everything inference needs besides the weights)."""
     import keras
-    import numpy as np
     import tensorflow as tf
 
     return {
@@ -122,8 +125,6 @@ def check_model_against_card(model, card: dict, model_path: str | Path) -> None:
     Raises:
         CardError: the line says what differs and what to do.
     """
-    import numpy as np
-
     p = Path(model_path)
     labels, inp = card["labels"], card["input"]
     crop, channels = int(inp["crop_size"]), int(inp.get("channels", 1))
@@ -160,3 +161,29 @@ def check_model_against_card(model, card: dict, model_path: str | Path) -> None:
             f"{p}: the model's outputs are not probabilities (they sum to {sums.min():.3g}..{sums.max():.3g}, "
             "not 1: it ends without a softmax); export it with its softmax layer."
         )
+
+
+def label_mapping(dataset_classes, model_labels) -> np.ndarray:
+    """Map a dataset's label indexes to a model's, matching class names (case-insensitive).
+
+    A dataset may hold a subset of the model's classes in any order (e.g. CK+48-style
+    folders named with FER-2013 names).
+
+    Args:
+        dataset_classes: the dataset's class names in its label order.
+        model_labels: the model card's "labels" in output order.
+
+    Returns:
+        int array `m` with ``m[dataset_label] == model_label``.
+
+    Raises:
+        ValueError: a dataset class the model does not know; the message lists both.
+    """
+    index = {str(n).lower(): i for i, n in enumerate(model_labels)}
+    unknown = [str(c) for c in dataset_classes if str(c).lower() not in index]
+    if unknown:
+        raise ValueError(
+            f"dataset class(es) {', '.join(unknown)} not among the model's labels ({', '.join(model_labels)}); "
+            "remove those folders or evaluate a model trained on them."
+        )
+    return np.array([index[str(c).lower()] for c in dataset_classes], np.int64)

@@ -8,8 +8,23 @@ import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from fer_core.constants import TTA_MODES
+
 # Names registered in fer_core.model.MODELS (kept here so UIs need not import TensorFlow).
 ARCHITECTURES: tuple[str, ...] = ("resnet10", "resnet18", "resnet34", "resnet50_transfer")
+
+# The allowed values of every TrainConfig setting that takes one of a few names: validation,
+# the command line and the Train page's widgets all read them from here.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "arch": ARCHITECTURES,
+    "optimizer": ("sgd", "adam", "adamw"),
+    "schedule": ("cosine", "plateau", "constant"),
+    "class_weights": ("none", "balanced", "sqrt"),
+    "precision": ("auto", "mixed_bfloat16", "mixed_float16", "float32"),
+    "strategy": ("auto", "mirrored", "multiworker"),
+    "eval_tta": TTA_MODES,
+    "distill_targets": ("online", "cached"),
+}
 
 
 # Settings that are counts, sizes or strengths: a negative value has no meaning.
@@ -94,23 +109,13 @@ class TrainConfig:
 
     def validated(self) -> TrainConfig:
         """Return self, or raise ValueError with a message that names the bad setting."""
-        choices = {
-            "arch": ARCHITECTURES,
-            "optimizer": ("sgd", "adam", "adamw"),
-            "schedule": ("cosine", "plateau", "constant"),
-            "class_weights": ("none", "balanced", "sqrt"),
-            "precision": ("auto", "mixed_bfloat16", "mixed_float16", "float32"),
-            "strategy": ("auto", "mirrored", "multiworker"),
-            "eval_tta": ("none", "flip", "tencrop"),
-            "distill_targets": ("online", "cached"),
-        }
         # NaN and +-Inf pass every "<" and ">" test below, so non-finite numbers are refused first
         # (a NaN learning rate trained to "finished" and shipped a NaN model).
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{f.name} must be a finite number. Received: {f.name}={value}")
-        for name, allowed in choices.items():
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"{name} must be one of {', '.join(allowed)}. Received: {name}={getattr(self, name)!r}"

@@ -10,6 +10,9 @@ IMAGE_SIZE = 48
 # Splits, in the order the standard protocol uses them.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
+# Test-time augmentation modes, cheapest first: the centre crop, plus its mirror image, ten crops.
+TTA_MODES: tuple[str, ...] = ("none", "flip", "tencrop")
+
 # Image file extensions the loaders accept.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}

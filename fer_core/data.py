@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fer_core.constants import EMOTIONS, IMAGE_EXTENSIONS, IMAGE_SIZE, SPLITS
+from fer_core.errors import FerError
 from fer_core.images import ImageError, decode_image, resize_face, to_gray
 
 CACHE_VERSION = 1
@@ -36,7 +37,7 @@ _VAL_DIRS = ("val", "valid", "validation")
 _FER_PREFIXES = ("Training", "PublicTest", "PrivateTest")
 
 
-class DataError(ValueError):
+class DataError(FerError, ValueError):
     """A dataset that cannot be read; the message names the file or row and what to do."""
 
 

@@ -35,6 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_core.card import load_model_file
+from fer_core.data import default_cache_dir
+from fer_core.export import ONNX_OPSET, _export_onnx, float32_clone, is_mixed_precision
 from fer_core.hardware import cpu_supports_bf16
 from fer_core.preprocess import tta_views
 
@@ -57,8 +60,6 @@ def default_runtime() -> str:
 
 
 def _cache_dir() -> Path:
-    from fer_core.data import default_cache_dir
-
     return default_cache_dir() / "onnx"
 
 
@@ -78,8 +79,6 @@ def onnx_bytes(model, source: str | Path | None = None) -> bytes:
     machine (a few seconds for one network, ~12 s for a three-network ensemble).
     """
     import tf2onnx
-
-    from fer_core.export import ONNX_OPSET, _export_onnx, float32_clone, is_mixed_precision
 
     cached = None
     if source is not None and Path(source).is_file():
@@ -115,8 +114,6 @@ def _onnx_runner(model, source) -> Runner:
 
 def _tf_runner(model) -> Runner:
     import tensorflow as tf
-
-    from fer_core.export import float32_clone, is_mixed_precision
 
     if is_mixed_precision(model) and not cpu_supports_bf16():
         model = float32_clone(model)
@@ -248,6 +245,4 @@ def load_engine(path: str | Path) -> InferenceEngine:
     Raises:
         CardError: the file is missing, truncated or not a Keras model (one line saying which).
     """
-    from fer_core.card import load_model_file
-
     return engine_for(load_model_file(path), path)

@@ -17,6 +17,9 @@ import weakref
 import numpy as np
 
 from fer_core.constants import IMAGE_SIZE
+from fer_core.engine import engine_for
+from fer_core.ensemble import ensemble_members
+from fer_core.preprocess import tta_views
 
 # model -> its Grad-CAM model; weak keys so a model dropped from a cache is freed. (Not an
 # attribute on the model: Keras would track it as a sub-layer.)
@@ -109,9 +112,6 @@ def gradcam_batch(model, faces48_uint8: np.ndarray, crop_size: int, class_indice
     """
     import tensorflow as tf
 
-    from fer_core.ensemble import ensemble_members
-    from fer_core.preprocess import tta_views
-
     faces = np.asarray(faces48_uint8)
     if faces.ndim != 3 or faces.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE):
         raise ValueError(f"gradcam_batch expects (N, {IMAGE_SIZE}, {IMAGE_SIZE}) faces. Received: shape={faces.shape}")
@@ -122,8 +122,6 @@ def gradcam_batch(model, faces48_uint8: np.ndarray, crop_size: int, class_indice
         return np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.float32)
     members = ensemble_members(model)
     if members:  # an ensemble: the mean of its members' maps for the ensemble's class
-        from fer_core.engine import engine_for
-
         if class_indices is None:
             class_indices = np.argmax(engine_for(model).predict_proba(faces), axis=1)
         cams = np.mean([gradcam_batch(m, faces, crop_size, class_indices) for m in members], axis=0)

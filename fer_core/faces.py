@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fer_core.blazeface import KEYPOINTS, BlazeFace
 from fer_core.constants import DEFAULT_DETECTOR
 from fer_core.images import to_gray
 
@@ -80,11 +81,23 @@ def suppress_overlaps(detections: list[Detection], overlap: float = 0.3) -> list
     return kept
 
 
-def _overlap_of_smaller(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+def intersection_area(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> int:
+    """The area two (x, y, w, h) boxes share (0 when they do not touch)."""
     ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
     iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy
+
+
+def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    inter = intersection_area(a, b)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _overlap_of_smaller(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     smaller = min(a[2] * a[3], b[2] * b[3])
-    return (ix * iy) / smaller if smaller > 0 else 0.0
+    return intersection_area(a, b) / smaller if smaller > 0 else 0.0
 
 
 class FaceDetector:
@@ -263,8 +276,6 @@ class BlazeFaceDetector:
         track_model: str = "short",
         tiles: int = 1,
     ) -> None:
-        from fer_core.blazeface import BlazeFace
-
         if not 0 < min_score < 1:
             raise ValueError(f"min_score is a probability in (0, 1). Received: min_score={min_score}")
         if not 0 <= min_face < 1:
@@ -343,8 +354,6 @@ class BlazeFaceDetector:
         The region is the box grown by `search` of its size per side (at least twice the
         face, so the short-range model sees it at the scale it was trained for).
         """
-        from fer_core.blazeface import BlazeFace
-
         if self._track_net is None:
             self._track_net = BlazeFace(self.track_model, min_score=self.min_score, iou=self.overlap)
         rgb = _as_rgb(image)
@@ -376,8 +385,6 @@ def _as_rgb(image: np.ndarray) -> np.ndarray:
 
 def _blaze_detection(hit, shape: tuple[int, ...]) -> Detection | None:
     """A BlazeFace hit ((x0, y0, x1, y1), score, points) as a clipped `Detection`, or None if it lies outside."""
-    from fer_core.blazeface import KEYPOINTS
-
     (x0, y0, x1, y1), score, pts = hit
     h, w = shape[:2]
     ix0, iy0 = max(0, round(x0)), max(0, round(y0))
@@ -474,9 +481,6 @@ class TrackingDetector:
         self._last: list[Detection] = []
         self._since_full = 0
         self.full_searches = 0
-
-    def reset(self) -> None:
-        self._last, self._since_full = [], 0
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Faces in this frame (same contract as `FaceDetector.detect`)."""

@@ -1,4 +1,4 @@
-"""Finishing a trained model before it ships: BatchNorm statistics recomputed on clean faces.
+"""Finishing a trained model before it ships: weight averaging, and BatchNorm statistics recomputed on clean faces.
 
 During training every BatchNorm layer keeps a moving average of the batch statistics of
 *augmented* faces: warped with reflected borders, mirrored, and (with random erasing) partly
@@ -98,3 +98,13 @@ def recalibrate_batchnorm(
         for layer, momentum in zip(bns, saved_momentum, strict=True):
             layer.momentum = momentum
     return len(bns)
+
+
+def average_weights(model, files) -> None:
+    """Set `model`'s weights to the mean of the weight files (same architecture), in float64."""
+    total = None
+    for f in files:
+        model.load_weights(f)
+        ws = [np.asarray(w, np.float64) for w in model.get_weights()]
+        total = ws if total is None else [t + w for t, w in zip(total, ws, strict=True)]
+    model.set_weights([(t / len(files)).astype(np.float32) for t in total])

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from fer_core.constants import IMAGE_SIZE
+from fer_core.errors import FerError
 
 # Larger images are refused before their pixels are decoded (a 100 MP photo is ~300 MB of RGB).
 MAX_PIXELS = 64_000_000
@@ -32,16 +33,20 @@ _GRAY_BAND_PIXELS = 1 << 20
 Image.MAX_IMAGE_PIXELS = None
 
 
-class ImageError(ValueError):
+class ImageError(FerError, ValueError):
     """A user-supplied image that cannot be used; the message says why and what to do."""
 
 
-def decode_image(source: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def decode_image(
+    source: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS, name: str | None = None
+) -> np.ndarray:
     """Decode a picture into an RGB uint8 array (H, W, 3).
 
     Args:
         source: a file path or the file's bytes.
         max_pixels: images with more pixels are refused before decoding.
+        name: what to call the picture in error messages (default: the path, or "upload"
+            for bytes), e.g. the file name a user uploaded.
 
     Returns:
         The first frame as RGB uint8, EXIF orientation applied.
@@ -49,7 +54,8 @@ def decode_image(source: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIX
     Raises:
         ImageError: empty, truncated, unreadable, non-image or too large input.
     """
-    name = str(source) if not isinstance(source, bytes | bytearray) else "upload"
+    if name is None:
+        name = str(source) if not isinstance(source, bytes | bytearray) else "upload"
     if isinstance(source, bytes | bytearray):
         if len(source) == 0:
             raise ImageError(f"{name}: the file is empty (0 bytes).")

@@ -14,25 +14,13 @@ import numpy as np
 
 from fer_core.card import DEFAULT_FACE_MARGIN, CardError, check_model_against_card, load_card
 from fer_core.constants import ALIGN_FACES, DEFAULT_MODEL_NAME, IMAGE_SIZE
-from fer_core.engine import InferenceEngine, engine_for
-from fer_core.faces import create_detector
+from fer_core.engine import InferenceEngine, engine_for, load_engine
+from fer_core.faces import create_detector, iou
 from fer_core.images import decode_image, resize_face, to_gray
 from fer_core.preprocess import TTA_MODES
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_PATH = REPO / "models" / f"{DEFAULT_MODEL_NAME}.keras"
-
-# Box and label colours (RGB) per FER-2013 emotion; other label sets cycle through them.
-EMOTION_COLORS: dict[str, tuple[int, int, int]] = {
-    "angry": (220, 40, 40),
-    "disgust": (120, 160, 30),
-    "fear": (150, 70, 200),
-    "happy": (250, 190, 0),
-    "sad": (40, 110, 230),
-    "surprise": (250, 120, 0),
-    "neutral": (150, 150, 150),
-}
-_PALETTE = list(EMOTION_COLORS.values())
 
 
 @dataclass(frozen=True)
@@ -53,14 +41,6 @@ class Face:
             "scores": {k: round(float(v), 5) for k, v in self.scores.items()},
             "landmarks": {k: [round(float(v[0]), 1), round(float(v[1]), 1)] for k, v in self.landmarks.items()},
         }
-
-
-def color_for(label: str, labels: tuple[str, ...] = ()) -> tuple[int, int, int]:
-    """The drawing colour of a label (stable per FER-2013 name, by position otherwise)."""
-    if label in EMOTION_COLORS:
-        return EMOTION_COLORS[label]
-    i = labels.index(label) if label in labels else abs(hash(label))
-    return _PALETTE[i % len(_PALETTE)]
 
 
 def eye_angle(landmarks: dict | None) -> float:
@@ -160,8 +140,6 @@ class Recognizer:
         elif model is not None:
             engine = engine_for(model, path)
         else:
-            from fer_core.engine import load_engine
-
             engine = load_engine(path)
         model = engine.model
         check_model_against_card(model, self.card, path)
@@ -239,64 +217,12 @@ class Recognizer:
             ImageError: the file is not a usable picture (the message says why).
         """
         label = name if name is not None else ("upload" if isinstance(source, bytes | bytearray) else str(source))
-        rgb = _decode_named(source, label)
+        rgb = decode_image(source, name=label)
         return {"image": label, "faces": [f.to_json() for f in self.predict_image(rgb)]}
 
     def _face(self, box, probs: np.ndarray, landmarks: dict | None = None) -> Face:
         scores = {name: float(p) for name, p in zip(self.labels, probs, strict=True)}
         return Face(tuple(int(v) for v in box), self.labels[int(np.argmax(probs))], scores, dict(landmarks or {}))
-
-
-def _decode_named(source, name: str) -> np.ndarray:
-    """decode_image, with the user's file name in the message instead of 'upload' or a temp path."""
-    from fer_core.images import ImageError
-
-    try:
-        return decode_image(source)
-    except ImageError as exc:
-        msg = str(exc)
-        prefix = "upload" if isinstance(source, bytes | bytearray) else str(source)
-        if msg.startswith(prefix):
-            msg = name + msg[len(prefix) :]
-        raise ImageError(msg) from None
-
-
-def annotate(
-    rgb: np.ndarray, faces: list[Face], labels: tuple[str, ...] = (), *, copy: bool = True, landmarks: bool = False
-) -> np.ndarray:
-    """Draw each face's box and "emotion NN%" label (and, with `landmarks`, its points) on an RGB uint8 picture.
-
-    Line width and text size follow the picture's size so labels stay readable on a
-    4000-pixel photo and a 640x480 frame alike.
-    """
-    import cv2
-
-    out = rgb.copy() if copy else rgb
-    h, w = out.shape[:2]
-    thick = max(1, round(min(h, w) / 240))
-    font = max(0.4, min(h, w) / 900)
-    for f in faces:
-        x, y, bw, bh = f.box
-        color = color_for(f.emotion, labels)
-        cv2.rectangle(out, (x, y), (x + bw, y + bh), color, thick)
-        text = f"{f.emotion} {100 * f.scores.get(f.emotion, 0.0):.0f}%"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick)
-        ty = y - 4 if y - th - base - 4 >= 0 else min(h - 1, y + bh + th + 4)
-        cv2.rectangle(out, (x, ty - th - base), (x + tw + 4, ty + base), color, -1)
-        cv2.putText(out, text, (x + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick, cv2.LINE_AA)
-        if landmarks:
-            for px, py in f.landmarks.values():
-                cv2.circle(out, (round(px), round(py)), thick + 2, color, -1, cv2.LINE_AA)
-                cv2.circle(out, (round(px), round(py)), thick + 2, (0, 0, 0), 1, cv2.LINE_AA)
-    return out
-
-
-def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
 
 
 class EmotionSmoother:
@@ -319,9 +245,6 @@ class EmotionSmoother:
         self._tracks: dict[int, dict] = {}  # id -> {"box", "scores": ndarray, "missed"}
         self._next_id = 0
 
-    def reset(self) -> None:
-        self._tracks.clear()
-
     @property
     def n_tracks(self) -> int:
         return len(self._tracks)
@@ -329,13 +252,13 @@ class EmotionSmoother:
     def update(self, faces: list[Face]) -> list[Face]:
         """Smoothed copies of this frame's faces (same boxes, averaged scores and top emotion)."""
         pairs = sorted(
-            ((_iou(f.box, t["box"]), i, tid) for i, f in enumerate(faces) for tid, t in self._tracks.items()),
+            ((iou(f.box, t["box"]), i, tid) for i, f in enumerate(faces) for tid, t in self._tracks.items()),
             reverse=True,
         )
         matched: dict[int, int] = {}
         used: set[int] = set()
-        for iou, i, tid in pairs:
-            if iou < self.min_iou:
+        for overlap, i, tid in pairs:
+            if overlap < self.min_iou:
                 break
             if i not in matched and tid not in used:
                 matched[i] = tid

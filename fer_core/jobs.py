@@ -17,7 +17,9 @@ import sys
 from pathlib import Path
 
 from fer_core.config import TrainConfig
-from fer_core.runs import new_run_id, read_json, read_status, update_status, validate_run_name
+from fer_core.errors import FerError
+from fer_core.jsonio import read_json
+from fer_core.runs import new_run_id, read_status, update_status, validate_run_name
 
 LOCK_NAME = ".train.lock"
 # `launch` takes the lock itself and hands its descriptor to the training process through
@@ -25,7 +27,7 @@ LOCK_NAME = ".train.lock"
 LOCK_FD_ENV = "FER_RUNS_LOCK_FD"
 
 
-class JobError(RuntimeError):
+class JobError(FerError, RuntimeError):
     """A job request that cannot be carried out; the message says why."""
 
 

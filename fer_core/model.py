@@ -35,6 +35,16 @@ def basic_block(x, filters: int, stride: int = 1, name: str = "block"):
     return layers.Activation("relu", name=name + "_out")(x)
 
 
+def classifier_head(x, num_classes: int, dropout: float):
+    """Global average pooling, dropout, a dense layer and a float32 softmax: the probabilities."""
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="dropout")(x)
+    x = layers.Dense(num_classes, name="logits")(x)
+    # Softmax in float32 even under mixed precision, for stable losses and probabilities.
+    return layers.Activation("softmax", dtype="float32", name="predictions")(x)
+
+
 def ResNet(
     depth: int = 18,
     width: int = 32,
@@ -70,13 +80,7 @@ def ResNet(
         for b in range(blocks):
             stride = 2 if (b == 0 and stage > 0) else 1
             x = basic_block(x, filters, stride, name=f"conv{stage + 2}_block{b + 1}")
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout:
-        x = layers.Dropout(dropout, name="dropout")(x)
-    x = layers.Dense(num_classes, name="logits")(x)
-    # Softmax in float32 even under mixed precision, for stable losses and probabilities.
-    outputs = layers.Activation("softmax", dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name or f"resnet{depth}_w{width}")
+    return keras.Model(inputs, classifier_head(x, num_classes, dropout), name=name or f"resnet{depth}_w{width}")
 
 
 def ResNet50Transfer(
@@ -122,12 +126,7 @@ def ResNet50Transfer(
     if weights not in (None, "imagenet"):
         backbone.load_weights(str(weights), skip_mismatch=True)
     x = backbone(x)
-    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout:
-        x = layers.Dropout(dropout, name="dropout")(x)
-    x = layers.Dense(num_classes, name="logits")(x)
-    outputs = layers.Activation("softmax", dtype="float32", name="predictions")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return keras.Model(inputs, classifier_head(x, num_classes, dropout), name=name)
 
 
 # The registry: a name -> builder(input_shape, num_classes, dropout, **kw).

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fer_core.constants import IMAGE_SIZE
+from fer_core.constants import IMAGE_SIZE, TTA_MODES
 
-TTA_MODES = ("none", "flip", "tencrop")
 # Which views of each mode's layout (see tta_views) make up the cheaper modes: one ten-crop pass
 # also gives the centre-crop and flip results, for free.
 SUBMODE_VIEWS: dict[str, dict[str, list[int]]] = {

@@ -1,16 +1,24 @@
-"""The run folder contract (see README 'Training runs'): reading and writing its files.
+"""The run folder contract: what a training run writes, and reading it back.
 
-Pure file I/O with no TensorFlow, so the dashboard can read runs cheaply.
+Pure file I/O with no TensorFlow, so the dashboard can read runs cheaply. One run folder,
+``runs/<run-id>/`` (the runs folder is $FER_RUNS, default ``runs/`` in the repository):
 
-    runs/<run-id>/config.json     resolved TrainConfig
-                  status.json     {"state", "pid", "started", "updated", "finished", "error", ...}
-                  metrics.jsonl   {"type": "epoch", ...} per epoch, {"type": "progress", ...} within one,
-                                  {"type": "epochs_changed", ...} when a resume changed the epoch count
-                  train.log       the training process's stdout/stderr
-                  backup/         keras BackupAndRestore state (resume)
-                  model.keras     best checkpoint on val, with model.json (its model card)
-                  eval/           predictions and metrics on val/test
-                  STOP            present = a stop was requested
+    config.json          the resolved TrainConfig, saved before the first step
+    status.json          {"state", "pid", "pid_start", "started", "updated", "finished", "error", ...}
+    .status.lock         serialises read-modify-write updates of status.json
+    metrics.jsonl        {"type": "epoch", ...} per epoch, {"type": "progress", ...} within one,
+                         {"type": "epochs_changed", ...} when a resume changed the epoch count
+    train.log            the training process's stdout/stderr
+    STOP                 present = a stop was requested
+    backup/              Keras BackupAndRestore state, so a killed run resumes (BACKUP_DIR)
+    best.json            {"epoch", "val_accuracy"} of the checkpoint in model.keras (BEST_FILE)
+    model.keras          the best checkpoint on val, with model.json (its model card)
+    epochs/              epoch_NNN.weights.h5 of the last keep_epochs epochs, for averaging (EPOCHS_DIR)
+    eval/                predictions and metrics on val/test
+    tensorboard/         TensorBoard event files (fer_core.tracking)
+    workers/<index>/     status and metrics of each non-chief worker of a multi-worker run (WORKERS_DIR)
+
+The runs folder itself holds `.train.lock` (fer_core.jobs), one training job at a time.
 """
 
 from __future__ import annotations
@@ -19,90 +27,35 @@ import fcntl
 import json
 import os
 import re
-import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
-STATES = ("queued", "running", "finished", "failed", "stopped")
+from fer_core.jsonio import now_iso, read_json_object, write_json_atomic
+
+REPO = Path(__file__).resolve().parent.parent
+# The environment variable that moves the runs folder (the dashboard and the CLI both honour it).
+RUNS_ENV = "FER_RUNS"
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def write_json_atomic(path: str | Path, obj) -> None:
-    """Write JSON so a reader never sees half a file, even after a crash or a full disk."""
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write aside, fsync, rename over `path`, fsync the folder. On any failure (ENOSPC, a
-    folder in the way...) the old file is untouched and the temporary file is removed."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
+# Where a run keeps per-epoch weights (config keep_epochs): EPOCHS_DIR/epoch_NNN.weights.h5.
+EPOCHS_DIR = "epochs"
+EPOCH_SUFFIX = ".weights.h5"
+# Keras BackupAndRestore's state; present once an epoch has finished.
+BACKUP_DIR = "backup"
+BEST_FILE = "best.json"
+WORKERS_DIR = "workers"
 
 
-def fsync_dir(folder: str | Path) -> None:
-    """Make a rename in `folder` durable (best effort: some filesystems refuse)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def runs_folder() -> Path:
+    """The runs folder: $FER_RUNS, else ``runs/`` in the repository."""
+    return Path(os.environ.get(RUNS_ENV, REPO / "runs"))
 
 
-def _json_default(o):
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def read_json(path: str | Path, default=None):
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return default
-
-
-def read_json_object(path: str | Path, problems: list[str] | None = None) -> dict:
-    """A JSON file that must hold an object: {} when it is missing, and {} plus a line in
-    `problems` when it is unreadable or holds something else (a list, a number...)."""
-    path = Path(path)
-    try:
-        obj = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        if problems is not None:
-            problems.append(f"{path.name}: unreadable ({type(exc).__name__}); ignored.")
-        return {}
-    if not isinstance(obj, dict):
-        if problems is not None:
-            problems.append(f"{path.name}: holds a JSON {type(obj).__name__}, not an object; ignored.")
-        return {}
-    return obj
+def kept_epochs(run_dir: str | Path) -> list[tuple[int, Path]]:
+    """The per-epoch weight files a run kept (config keep_epochs), as (epoch, path), oldest first."""
+    files = sorted((Path(run_dir) / EPOCHS_DIR).glob(f"epoch_*{EPOCH_SUFFIX}"))
+    return [(int(f.name[len("epoch_") : -len(EPOCH_SUFFIX)]), f) for f in files]
 
 
 def validate_run_name(name: str) -> str:
@@ -287,11 +240,6 @@ def training_history(run_dir: str | Path) -> dict:
         "val_accuracy_by_epoch": col("val_accuracy", 4),
         "epochs_changed": changes,
     }
-
-
-def append_jsonl(path: str | Path, row: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(row, default=_json_default) + "\n")
 
 
 def list_runs(runs_dir: str | Path) -> list[dict]:

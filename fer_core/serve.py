@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from fer_core.images import UPLOAD_MAX_BYTES, UPLOAD_MAX_PIXELS, ImageError, decode_image
+from fer_core.inference import Recognizer
 
 log = logging.getLogger("fer_core.serve")
 
@@ -167,43 +168,12 @@ class _Workers:
 
 def _predict(rec, data: bytes, name: str, max_pixels: int) -> dict:
     """Decode (with the pixel cap) and classify one upload; the `predict` CLI's JSON for it."""
-    try:
-        rgb = decode_image(data, max_pixels=max_pixels)
-    except ImageError as exc:
-        msg = str(exc)
-        raise ImageError(name + msg[len("upload") :] if msg.startswith("upload") else msg) from None
+    rgb = decode_image(data, max_pixels=max_pixels, name=name)
     return {"image": name, "faces": [f.to_json() for f in rec.predict_image(rgb)]}
 
 
-def create_app(recognizer=None, *, model_path: str | Path | None = None, limits: ServeLimits | None = None):
-    """Build the FastAPI application.
-
-    Args:
-        recognizer: a `fer_core.inference.Recognizer`; None builds one from `model_path`.
-        model_path: a ``.keras`` model with its card (None: the shipped model).
-        limits: request, picture and concurrency limits (default `ServeLimits()`).
-
-    Returns:
-        An ASGI application (FastAPI wrapped in the body-size guard); the FastAPI object
-        is its ``.fastapi`` attribute.
-    """
-    limits = limits or ServeLimits()
-    if recognizer is None:
-        from fer_core.inference import Recognizer
-
-        recognizer = Recognizer(model_path)
-    card = recognizer.card
-    workers = _Workers(recognizer, limits.workers, limits.max_waiting)
-
-    app = FastAPI(
-        title="FER workbench API",
-        summary="Facial emotion recognition: faces and their emotion scores in an uploaded picture.",
-        version=str(card.get("name", "model")),
-        docs_url="/docs",
-        redoc_url=None,
-    )
-    app.state.workers = workers
-    app.router.on_shutdown.append(workers.shutdown)
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answers JSON ``{"detail": ...}`` that says what to send instead; a bug is a logged 500."""
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException):
@@ -226,6 +196,37 @@ def create_app(recognizer=None, *, model_path: str | Path | None = None, limits:
     async def _unexpected(request: Request, exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse({"detail": "internal error; the server log has the details."}, status_code=500)
+
+
+def create_app(recognizer=None, *, model_path: str | Path | None = None, limits: ServeLimits | None = None):
+    """Build the FastAPI application.
+
+    Args:
+        recognizer: a `fer_core.inference.Recognizer`; None builds one from `model_path`.
+        model_path: a ``.keras`` model with its card (None: the shipped model).
+        limits: request, picture and concurrency limits (default `ServeLimits()`).
+
+    Returns:
+        An ASGI application (FastAPI wrapped in the body-size guard); the FastAPI object
+        is its ``.fastapi`` attribute.
+    """
+    limits = limits or ServeLimits()
+    if recognizer is None:
+        recognizer = Recognizer(model_path)
+    card = recognizer.card
+    workers = _Workers(recognizer, limits.workers, limits.max_waiting)
+
+    app = FastAPI(
+        title="FER workbench API",
+        summary="Facial emotion recognition: faces and their emotion scores in an uploaded picture.",
+        version=str(card.get("name", "model")),
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.workers = workers
+    app.router.on_shutdown.append(workers.shutdown)
+
+    _add_error_handlers(app)
 
     error_responses = {
         400: {"description": "The upload is not a usable picture (corrupt, empty, too many pixels)."},

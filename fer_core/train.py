@@ -24,21 +24,11 @@ import numpy as np
 from fer_core.config import TrainConfig
 from fer_core.constants import IMAGE_SIZE
 from fer_core.hardware import cpu_supports_bf16, training_runtime
-from fer_core.runs import append_jsonl, now_iso, read_json, update_status, write_json_atomic
+from fer_core.jsonio import append_jsonl, now_iso, read_json, write_json_atomic
+from fer_core.runs import BACKUP_DIR, EPOCH_SUFFIX, EPOCHS_DIR, update_status
 
-# Where a run keeps per-epoch weights (config keep_epochs): EPOCHS_DIR/epoch_NNN.weights.h5.
-EPOCHS_DIR = "epochs"
-EPOCH_SUFFIX = ".weights.h5"
-# Keras BackupAndRestore's state (DESIGN.md run folder); present once an epoch has finished.
-BACKUP_DIR = "backup"
 # The backup's previous good state, kept until a new one is complete (see atomic_backup_class).
 PREVIOUS_WEIGHTS, PREVIOUS_METADATA = "previous.weights.h5", "previous_training_metadata.json"
-
-
-def kept_epochs(run_dir: str | Path) -> list[tuple[int, Path]]:
-    """The per-epoch weight files a run kept (config keep_epochs), as (epoch, path), oldest first."""
-    files = sorted((Path(run_dir) / EPOCHS_DIR).glob(f"epoch_*{EPOCH_SUFFIX}"))
-    return [(int(f.name[len("epoch_") : -len(EPOCH_SUFFIX)]), f) for f in files]
 
 
 class StopRequested(Exception):
@@ -354,8 +344,7 @@ def teacher_origin(cfg: TrainConfig, class_names) -> dict:
     The teacher must be a model file with a card whose crop size is the student's (it sees the
     student's augmented crops) and whose labels cover the dataset's classes.
     """
-    from fer_core.card import card_path, load_card
-    from fer_core.evaluate import label_mapping
+    from fer_core.card import card_path, label_mapping, load_card
 
     src = Path(cfg.teacher)
     if not src.is_file() or not card_path(src).exists():
@@ -391,8 +380,7 @@ def load_teacher(cfg: TrainConfig, class_names):
     probabilities in the dataset's class order (teacher outputs reordered by name)."""
     import tensorflow as tf
 
-    from fer_core.card import load_card, load_model_file
-    from fer_core.evaluate import label_mapping
+    from fer_core.card import label_mapping, load_card, load_model_file
 
     model = load_model_file(cfg.teacher)  # a truncated or corrupt file is a one-line error
     order = tf.constant(label_mapping(class_names, load_card(cfg.teacher)["labels"]))
@@ -410,10 +398,9 @@ def cached_teacher_targets(cfg: TrainConfig, ds, run_dir: Path | None = None) ->
     """The teacher's probabilities (N, classes) for each image of `training_arrays`, in the
     dataset's class order: mean of the centre crop and its mirror, run once through the
     inference engine. Saved in the run folder (when given) so a resumed run reuses them."""
-    from fer_core.card import load_card
+    from fer_core.card import label_mapping, load_card
     from fer_core.engine import load_engine
-    from fer_core.evaluate import label_mapping
-    from fer_core.runs import write_bytes_atomic
+    from fer_core.jsonio import write_bytes_atomic
 
     faces, _ = training_arrays(ds, cfg)
     path = run_dir / TEACHER_TARGETS if run_dir is not None else None
@@ -721,7 +708,7 @@ def atomic_backup_class():
     """
     import keras
 
-    from fer_core.runs import fsync_dir, write_json_atomic
+    from fer_core.jsonio import fsync_dir, write_json_atomic
 
     class AtomicBackup(keras.callbacks.BackupAndRestore):
         def _pairs(self) -> list[tuple[Path, Path]]:

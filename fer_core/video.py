@@ -18,13 +18,19 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.images import MAX_PIXELS, ImageError
-from fer_core.inference import EmotionSmoother, Recognizer, annotate
+from fer_core.drawing import annotate
+from fer_core.errors import FerError
+from fer_core.images import MAX_PIXELS
+from fer_core.inference import EmotionSmoother, Recognizer
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".webm", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg"})
 # Longer videos are analysed up to this many sampled frames (and say so), so an upload
 # cannot keep the app busy for an hour.
 MAX_FRAMES = 600
+
+
+class VideoError(FerError, ValueError):
+    """A user-supplied video that cannot be used; the message says why and what to do."""
 
 
 def is_video(path: str | Path) -> bool:
@@ -50,33 +56,33 @@ def iter_frames(
         progress: called with the fraction of the video done (0-1) after each yielded frame.
 
     Raises:
-        ImageError: not a video, no video stream, frames above the pixel limit, or corrupt data.
+        VideoError: not a video, no video stream, frames above the pixel limit, or corrupt data.
     """
     import av
 
     label = name or ("upload" if isinstance(source, bytes | bytearray) else str(source))
     if isinstance(source, bytes | bytearray):
         if not source:
-            raise ImageError(f"{label}: the file is empty (0 bytes).")
+            raise VideoError(f"{label}: the file is empty (0 bytes).")
         fp = io.BytesIO(source)
     else:
         if not Path(source).is_file():
-            raise ImageError(f"{label}: no such file.")
+            raise VideoError(f"{label}: no such file.")
         if Path(source).stat().st_size == 0:
-            raise ImageError(f"{label}: the file is empty (0 bytes).")
+            raise VideoError(f"{label}: the file is empty (0 bytes).")
         fp = str(source)
     try:
         container = av.open(fp, mode="r")
     except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise ImageError(f"{label}: not a video file or unreadable ({type(exc).__name__}).") from None
+        raise VideoError(f"{label}: not a video file or unreadable ({type(exc).__name__}).") from None
     with container:
         if not container.streams.video:
-            raise ImageError(f"{label}: the file has no video stream.")
+            raise VideoError(f"{label}: the file has no video stream.")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         w, h = stream.codec_context.width, stream.codec_context.height
         if w * h > MAX_PIXELS:
-            raise ImageError(f"{label}: {w}x{h} frames are above the {MAX_PIXELS / 1e6:.0f} MP limit.")
+            raise VideoError(f"{label}: {w}x{h} frames are above the {MAX_PIXELS / 1e6:.0f} MP limit.")
         duration = _duration(container, stream)
         next_t, n = 0.0, 0
         try:
@@ -93,12 +99,12 @@ def iter_frames(
                     break
         except av.error.FFmpegError as exc:
             if n == 0:
-                raise ImageError(
+                raise VideoError(
                     f"{label}: the video is corrupt or in a codec this build cannot read ({exc})."
                 ) from None
             # A truncated file: keep what was decoded before the damage.
     if n == 0:
-        raise ImageError(f"{label}: no frames could be decoded.")
+        raise VideoError(f"{label}: no frames could be decoded.")
     if progress is not None:
         progress(1.0)
 
@@ -144,22 +150,6 @@ def analyse_video(
             faces = smoother.update(faces)
         out.append({"image": label, "time": round(t, 3), "frame": index, "faces": [f.to_json() for f in faces]})
     return out
-
-
-def timeline_rows(results: list[dict]) -> list[dict]:
-    """Flatten per-frame results into one row per (frame, face) for tables and CSV.
-
-    Frames without a face give one row with an empty emotion, so gaps show in a timeline.
-    """
-    rows = []
-    for r in results:
-        base = {"image": r["image"], "time": r.get("time"), "frame": r.get("frame")}
-        if not r["faces"]:
-            rows.append({**base, "face": None, "emotion": None})
-        for i, f in enumerate(r["faces"]):
-            x, y, w, h = f["box"]
-            rows.append({**base, "face": i, "emotion": f["emotion"], "x": x, "y": y, "w": w, "h": h, **f["scores"]})
-    return rows
 
 
 class LiveAnnotator:

@@ -9,7 +9,8 @@ from dashboard import resources
 from dashboard.widgets import dataset_ui
 from fer_core.card import CardError, load_card
 from fer_core.data import DataError
-from fer_core.evaluate import pair_indices, split_sizes
+from fer_core.evaluate import split_sizes
+from fer_core.metrics import pair_indices
 from fer_core.preprocess import TTA_MODES
 
 st.set_page_config(page_title="Evaluate", layout="wide")

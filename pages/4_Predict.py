@@ -8,9 +8,9 @@ import streamlit as st
 from dashboard import predict_ui as ui
 from dashboard import resources
 from fer_core.card import CardError
+from fer_core.drawing import annotate
 from fer_core.images import ImageError
-from fer_core.inference import annotate
-from fer_core.video import VIDEO_EXTENSIONS, analyse_video
+from fer_core.video import VIDEO_EXTENSIONS, VideoError, analyse_video
 
 st.set_page_config(page_title="Predict", layout="wide")
 st.title("Predict")
@@ -110,7 +110,7 @@ with video_tab:
                 smooth=0.4 if smooth else None,
                 progress=lambda f: bar.progress(f, text=f"Analysing... {f:.0%}"),
             )
-        except ImageError as exc:
+        except VideoError as exc:
             results = None
             st.error(str(exc))
         bar.empty()

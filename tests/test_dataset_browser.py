@@ -1,4 +1,4 @@
-"""Issue #21 in a real browser: the Dataset page's path box, typed into like a user would (a folder that is
+"""In a real browser: the Dataset page's path box, typed into like a user would (a folder that is
 not a dataset, then a good one), ends on the good dataset with the good path still in the box.
 
 Needs Debian's `chromium` and Python playwright; skipped with a reason where Chromium is absent.

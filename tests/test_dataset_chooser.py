@@ -1,4 +1,4 @@
-"""Issue #21: the sidebar dataset chooser keeps what was typed and recovers from a bad path; dataset
+"""The sidebar dataset chooser keeps what was typed and recovers from a bad path; dataset
 caches are keyed on the data's identity; the quality report lists every image of a finding."""
 
 from __future__ import annotations

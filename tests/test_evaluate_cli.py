@@ -47,7 +47,7 @@ def _run(capsys, *argv):
 
 def test_sample_val_json_matches_direct_computation(tiny_model, tmp_path, capsys):
     from fer_core.data import load_dataset
-    from fer_core.evaluate import compute_metrics
+    from fer_core.metrics import compute_metrics
     from tests.conftest import eager_proba
 
     out_json = tmp_path / "m.json"

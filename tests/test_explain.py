@@ -104,7 +104,7 @@ def test_heatmap_peaks_on_the_planted_patch():
 
 
 def test_gradcam_batch_equals_one_face_at_a_time(tiny_model):
-    """Issue #21: the batch is one pass, but each face's map must be its own (no mixing across the batch)."""
+    """The batch is one pass, but each face's map must be its own (no mixing across the batch)."""
     from fer_core.explain import gradcam_batch
 
     rng = np.random.default_rng(3)

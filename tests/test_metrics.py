@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer_core.evaluate import (
+from fer_core.card import label_mapping
+from fer_core.evaluate import evaluate_dataset, require_split
+from fer_core.metrics import (
     calibration,
     compare_per_class,
     compute_metrics,
     confusion,
-    evaluate_dataset,
-    label_mapping,
     normalise_rows,
     pair_indices,
-    require_split,
     top_k,
 )
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from fer_core.constants import EMOTIONS
-from fer_core.evaluate import compute_metrics, pair_indices, save_predictions
+from fer_core.evaluate import save_predictions
+from fer_core.metrics import compute_metrics, pair_indices
 from tests.conftest import REPO
 
 # The dashboard loads pylibsrtp, which segfaults when TensorFlow was imported first (see

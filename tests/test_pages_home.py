@@ -1,4 +1,4 @@
-"""Issue #21, Home: the model card is readable (figures, recall per class, intended use, limitations,
+"""The Home page: the model card is readable (figures, recall per class, intended use, limitations,
 training) with the raw JSON behind an expander, and a first-steps box."""
 
 from __future__ import annotations

@@ -186,7 +186,7 @@ def test_webcam_page_readout_with_a_stand_in_stream(app):
 @in_process
 @needs_shared_photos()
 def test_webcam_page_clears_the_readout_when_the_stream_stops(app):
-    """Issue #21: after the stream stopped, the readout said nothing had changed (stale figures)."""
+    """After the stream stopped, the readout must show the final figures, not stale ones."""
     import av
 
     from tests.test_faces import webcam_frame
@@ -304,7 +304,7 @@ def test_rtc_configuration_refuses_bad_env(monkeypatch, env):
 
 @in_process
 def test_predict_page_analyses_each_upload_once(app, monkeypatch):
-    """Issue #21: adding a photo or clicking a checkbox must not re-run the photos already analysed."""
+    """Adding a photo or clicking a checkbox must not re-run the photos already analysed."""
     from fer_core.inference import Recognizer
 
     calls = []

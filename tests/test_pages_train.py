@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.train_ui import format_eta, progress_summary
 from fer_core.config import TrainConfig
-from fer_core.runs import write_json_atomic
+from fer_core.jsonio import write_json_atomic
 
 from .conftest import REPO, SAMPLE
 

@@ -145,10 +145,3 @@ def test_missing_file_and_missing_model(tmp_path, tiny_model, capsys):
     Image.new("RGB", (10, 10)).save(img)
     assert main(["predict", str(img), "--model", str(tmp_path / "none.keras")]) == 2
     assert "no model file" in capsys.readouterr().err
-
-
-def test_predict_is_registered_in_help():
-    from fer_core.cli import build_parser
-
-    help_text = build_parser().format_help()
-    assert "predict" in help_text

@@ -1,4 +1,4 @@
-"""Issue #19, settings: non-finite and out-of-range numbers are refused with one line."""
+"""Settings: non-finite and out-of-range numbers are refused with one line."""
 
 from __future__ import annotations
 

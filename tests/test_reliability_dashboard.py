@@ -1,4 +1,4 @@
-"""Issue #19, dashboard exposure: localhost by default, upload caps like the API's, dataset paths
+"""Dashboard exposure: localhost by default, upload caps like the API's, dataset paths
 confined to allowed folders, two uploads with the same name."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue #19, datasets: unreadable files are skipped and listed, symlinks followed, test-only roots read."""
+"""Datasets: unreadable files are skipped and listed, symlinks followed, test-only roots read."""
 
 from __future__ import annotations
 

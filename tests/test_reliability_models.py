@@ -1,4 +1,4 @@
-"""Issue #19, models: a model that disagrees with its card, or is broken, is refused at load with one line."""
+"""Models: a model that disagrees with its card, or is broken, is refused at load with one line."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue #19, batch predict and atomic writes: one bad file does not cost the others their results."""
+"""Batch predict and atomic writes: one bad file does not cost the others their results."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core import runs
+from fer_core import jsonio
 from fer_core.cli import main
 
 from .conftest import make_tiny_model
@@ -66,16 +66,16 @@ def test_json_pointing_at_a_folder_is_one_line_and_leaves_no_temp_file(tmp_path,
 
 def test_atomic_write_failures_keep_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
     target = tmp_path / "status.json"
-    runs.write_json_atomic(target, {"state": "running"})
+    jsonio.write_json_atomic(target, {"state": "running"})
     with pytest.raises(IsADirectoryError):
-        runs.write_json_atomic(tmp_path, {"x": 1})
+        jsonio.write_json_atomic(tmp_path, {"x": 1})
 
     def full_disk(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        runs.write_json_atomic(target, {"state": "failed"})
+        jsonio.write_json_atomic(target, {"state": "failed"})
     assert json.loads(target.read_text()) == {"state": "running"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["status.json"]
 

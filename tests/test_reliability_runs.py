@@ -1,4 +1,4 @@
-"""Issue #19, run folders: one bad file never hides the other runs; names, pids and launches are checked."""
+"""Run folders: one bad file never hides the other runs; names, pids and launches are checked."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from fer_core import jobs, runs
 from fer_core.cli import main
 from fer_core.config import TrainConfig
-from fer_core.runs import write_json_atomic
+from fer_core.jsonio import write_json_atomic
 
 from .conftest import SAMPLE
 from .test_pages_train import PAGE, make_run

@@ -1,4 +1,4 @@
-"""Issue #19, uploads: slow bodies time out, decoding big pictures does not multiply memory, exotic files are 400."""
+"""Uploads: slow bodies time out, decoding big pictures does not multiply memory, exotic files are 400."""
 
 from __future__ import annotations
 

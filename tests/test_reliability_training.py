@@ -1,4 +1,4 @@
-"""Issue #19, training: a diverging run stops and says so; nothing non-finite is kept as the best model."""
+"""Training: a diverging run stops and says so; nothing non-finite is kept as the best model."""
 
 from __future__ import annotations
 

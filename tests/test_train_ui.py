@@ -1,4 +1,4 @@
-"""Issue #21, Train: chance-level warning, start-up noise hidden from the log, a readable runs table,
+"""The Train page: chance-level warning, start-up noise hidden from the log, a readable runs table,
 compare charts with distinct colours and whole-number epochs, TensorBoard event files per run."""
 
 from __future__ import annotations

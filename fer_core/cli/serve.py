@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from fer_core.cli.common import add_model_option
+from fer_core.errors import UsageError
+from fer_core.serve import ServeLimits, serve
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``serve`` sub-command on an argparse subparsers object."""
-    from fer_core.serve import ServeLimits
-
+    """Register the ``serve`` sub-command."""
     d = ServeLimits()
     p = subparsers.add_parser("serve", help="serve POST /predict and GET /health over HTTP (JSON)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    p.add_argument("--model", help="a .keras model with its card JSON beside it (default: models/fer_resnet.keras)")
+    add_model_option(p)
     p.add_argument("--workers", type=int, default=d.workers, help=f"inference threads (default {d.workers})")
     p.add_argument(
         "--max-waiting",
@@ -42,14 +44,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_serve(args) -> int:
     """Check the arguments, load the model and serve until interrupted. Returns the exit code."""
-    from fer_core.serve import ServeLimits, serve
-
     if not 0 < args.port < 65536:
-        raise ValueError(f"--port must be 1-65535. Received: {args.port}")
+        raise UsageError(f"--port must be 1-65535. Received: {args.port}")
     if args.workers < 1 or args.max_waiting < 0 or not (args.max_upload_mb > 0 and args.max_megapixels > 0):
-        raise ValueError("--workers must be 1 or more, --max-waiting 0 or more, and the size caps above 0.")
+        raise UsageError("--workers must be 1 or more, --max-waiting 0 or more, and the size caps above 0.")
     if not 0 < args.upload_timeout < float("inf"):
-        raise ValueError(f"--upload-timeout must be a positive number of seconds. Received: {args.upload_timeout}")
+        raise UsageError(f"--upload-timeout must be a positive number of seconds. Received: {args.upload_timeout}")
     limits = ServeLimits(
         max_upload_bytes=int(args.max_upload_mb * 1e6),
         max_pixels=int(args.max_megapixels * 1e6),

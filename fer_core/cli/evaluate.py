@@ -5,54 +5,38 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fer_core.preprocess import TTA_MODES
+from fer_core.card import label_mapping, load_card
+from fer_core.cli.common import add_data_option, add_json_option, add_model_option, add_tta_option, progress, write_json
+from fer_core.data import load_dataset
+from fer_core.engine import load_engine
+from fer_core.errors import UsageError
+from fer_core.evaluate import evaluate_dataset, require_split, split_sizes
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``evaluate`` sub-command on an argparse subparsers object."""
-    from fer_core.cli import REPO
-    from fer_core.constants import DEFAULT_MODEL_NAME
-
+    """Register the ``evaluate`` sub-command."""
     p = subparsers.add_parser("evaluate", help="accuracy, per-class metrics and confusion matrix of a model on a split")
-    p.add_argument("--data", required=True, help="dataset root: FER-2013 CSV, Kaggle-layout folder or class folders")
+    add_data_option(p, "dataset root: FER-2013 CSV, Kaggle-layout folder or class folders", required=True)
     p.add_argument(
         "--split",
         default="val",
         choices=("val", "test"),
         help="val = PublicTest, test = PrivateTest or unprefixed test files (default: val)",
     )
-    p.add_argument(
-        "--model",
-        default=str(REPO / "models" / f"{DEFAULT_MODEL_NAME}.keras"),
-        help="model file; its card JSON must sit beside it (default: the shipped model)",
-    )
-    p.add_argument(
-        "--tta",
-        nargs="?",
-        const="tencrop",
-        default=None,
-        choices=TTA_MODES,
-        help="test-time augmentation; default: the model card's; a bare --tta means tencrop",
-    )
-    p.add_argument("--json", help="write the metrics as JSON here")
+    add_model_option(p)
+    add_tta_option(p, default=None)
+    add_json_option(p, "the metrics")
     p.set_defaults(func=cmd_evaluate)
     return p
 
 
 def cmd_evaluate(args) -> int:
     """Run the evaluation; print a summary (or write --json). Returns the exit code."""
-    from fer_core.card import load_card
-    from fer_core.cli import _progress, _write_json
-    from fer_core.data import load_dataset
-    from fer_core.evaluate import evaluate_dataset, label_mapping, require_split, split_sizes
-
     model_path = Path(args.model)
     if not model_path.is_file():
-        raise FileNotFoundError(
-            f"{model_path}: model file not found; pass --model PATH (a .keras file with its .json card)."
-        )
+        raise UsageError(f"{model_path}: model file not found; pass --model PATH (a .keras file with its .json card).")
     card = load_card(model_path)
-    ds = load_dataset(args.data, progress=_progress("decoding"))
+    ds = load_dataset(args.data, progress=progress("decoding"))
     sizes = split_sizes(ds)
     print(f"{ds.root}: {len(ds)} faces; split sizes: train {sizes['train']}, val {sizes['val']}, test {sizes['test']}")
     if ds.format == "folders":
@@ -62,14 +46,11 @@ def cmd_evaluate(args) -> int:
         )
     label_mapping(ds.class_names, card["labels"])  # fail fast, before TensorFlow loads
     require_split(ds, args.split)
-
-    from fer_core.engine import load_engine
-
     model = load_engine(model_path).model
-    metrics, _ = evaluate_dataset(model, card, ds, args.split, args.tta, progress=_progress("classifying"))
+    metrics, _ = evaluate_dataset(model, card, ds, args.split, args.tta, progress=progress("classifying"))
     metrics = {"model": str(model_path), "data": ds.root, **metrics}
     if args.json:
-        _write_json(args.json, metrics)
+        write_json(args.json, metrics)
         print(f"{args.split}: accuracy {metrics['accuracy']:.4f} on {metrics['n']} faces (tta {metrics['tta']})")
     else:
         print("\n".join(summary_lines(metrics)))

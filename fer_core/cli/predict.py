@@ -14,7 +14,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from fer_core.cli.common import add_json_option, add_model_option, add_tta_option, raise_json_is_folder, write_json
 from fer_core.constants import DEFAULT_DETECTOR
+from fer_core.errors import UsageError
+from fer_core.faces import DETECTORS, create_detector
+from fer_core.images import ImageError, decode_image
+from fer_core.inference import Recognizer
+from fer_core.video import VideoError, analyse_video, is_video
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -23,13 +29,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument(
         "inputs", nargs="+", metavar="IMAGE_OR_VIDEO", help="image (jpg, png, ...) or video (mp4, webm, avi)"
     )
-    p.add_argument("--model", help="a .keras model with its card JSON beside it (default: models/fer_resnet.keras)")
-    p.add_argument("--json", help="write the results as JSON here")
-    p.add_argument("--tta", choices=("none", "flip", "tencrop"), help="test-time augmentation (default: the card's)")
+    add_model_option(p)
+    add_json_option(p, "the results")
+    add_tta_option(p, default=None)
     p.add_argument("--every", type=float, default=0.5, help="videos: seconds between analysed frames (default 0.5)")
     p.add_argument(
         "--detector",
-        choices=("blazeface", "haar"),
+        choices=tuple(DETECTORS),
         default=DEFAULT_DETECTOR,
         help=f"face detector (default {DEFAULT_DETECTOR})",
     )
@@ -49,24 +55,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_predict(args) -> int:
     """Run the recogniser on every input; print a summary and optionally write JSON."""
-    from fer_core.faces import create_detector
-    from fer_core.images import ImageError, decode_image
-    from fer_core.inference import Recognizer
-    from fer_core.video import analyse_video, is_video
-
     missing = [p for p in args.inputs if not Path(p).is_file()]
     if len(missing) == len(args.inputs):  # nothing to do: say so before loading the model
-        raise ImageError(
+        raise UsageError(
             f"{missing[0]}: no such file." + (f" ({len(missing) - 1} more missing)" if len(missing) > 1 else "")
         )
     if args.every < 0:
-        raise ValueError(f"--every must be 0 or more seconds. Received: {args.every}")
+        raise UsageError(f"--every must be 0 or more seconds. Received: {args.every}")
     if args.max_side is not None and args.detector != "haar":
-        raise ValueError(f"--max-side applies to --detector haar only. Received: --detector {args.detector}")
+        raise UsageError(f"--max-side applies to --detector haar only. Received: --detector {args.detector}")
     if args.json and Path(args.json).is_dir():
-        raise ValueError(
-            f"--json {args.json} is a folder; give a file name, e.g. {Path(args.json) / 'predictions.json'}"
-        )
+        raise_json_is_folder(args.json, "predictions.json")
     detector = create_detector(args.detector, min_face=args.min_face, max_side=args.max_side)
     rec = Recognizer(args.model, tta=args.tta, detector=detector, align=args.align)
     results: list[dict] = []
@@ -85,7 +84,7 @@ def cmd_predict(args) -> int:
                 entry = {"image": path, "faces": [rec.predict_crop(decode_image(path)).to_json()]}
             else:
                 entry = rec.predict_file(path)
-        except ImageError as exc:
+        except (ImageError, VideoError) as exc:
             failed += 1
             print(f"error: {exc}", file=sys.stderr)
             results.append({"image": path, "error": str(exc), "faces": []})
@@ -93,9 +92,7 @@ def cmd_predict(args) -> int:
         print(_summary(entry))
         results.append(entry)
     if args.json:
-        from fer_core.cli import _write_json
-
-        _write_json(args.json, results)
+        write_json(args.json, results)
     sys.stdout.flush()
     if failed and len(args.inputs) > 1:
         print(f"error: {failed} of {len(args.inputs)} inputs could not be read (listed above).", file=sys.stderr)

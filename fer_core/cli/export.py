@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from fer_core.export import FORMATS, MIN_TOP1_AGREEMENT
+from fer_core.cli.common import add_data_option, add_model_option
+from fer_core.export import FORMATS, MIN_TOP1_AGREEMENT, SAMPLE_DATA, export_model, parity_path
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Register the ``export`` sub-command on an argparse subparsers object."""
-    from fer_core.cli import REPO
-    from fer_core.constants import DEFAULT_MODEL_NAME
-
+    """Register the ``export`` sub-command."""
     p = subparsers.add_parser(
         "export", help="export a model to tflite, onnx or savedmodel; checked against Keras on real faces"
     )
-    p.add_argument(
-        "--model",
-        default=str(REPO / "models" / f"{DEFAULT_MODEL_NAME}.keras"),
-        help="model file; its card JSON must sit beside it (default: the shipped model)",
-    )
+    add_model_option(p)
     p.add_argument("--format", required=True, choices=FORMATS, help="tflite, onnx (tf2onnx) or savedmodel (a folder)")
     p.add_argument("--out", required=True, help="the exported file (tflite, onnx) or folder (savedmodel)")
-    p.add_argument("--data", help="faces for the parity check (default: the bundled data/sample)")
+    add_data_option(p, "faces for the parity check (default: the bundled data/sample)")
     p.add_argument(
         "--no-float32-clone",
         dest="float32_clone",
@@ -35,8 +29,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_export(args) -> int:
     """Export, check parity, print the figures. Returns the exit code."""
-    from fer_core.export import SAMPLE_DATA, export_model, parity_path
-
     report = export_model(
         args.model, args.format, args.out, data=args.data or SAMPLE_DATA, allow_float32_clone=args.float32_clone
     )
