@@ -1,44 +1,45 @@
-"""Training speed: this project's pipeline against a seed-style baseline, same model, same images.
+"""Training speed on this CPU: every installed Keras backend and TensorFlow setting, where a
+training step spends its time, and the project's pipeline against a seed-style baseline.
 
 Usage::
 
-    python benchmarks/train_speed.py [--data ../shared/fer2013] [--max-images 4096] [--rounds 2]
+    python benchmarks/train_speed.py [--data ../shared/fer2013] [--width 24] [--max-images 1536] [--rounds 2]
 
-Both variants train the default architecture of `TrainConfig` (resnet18, width 32, 44x44
-crops, batch 128, SGD-Nesterov with weight decay, label smoothing) with Keras `fit` on the
-same real training faces, in one process, one after the other:
+The model is the shipped recipe's network (resnet18, width 24, 44x44 crops, batch 128,
+SGD-Nesterov with weight decay, label smoothing), trained with Keras `fit` in float32 unless
+the CPU runs bfloat16 natively. Every variant runs in its own process (backends and oneDNN are
+chosen when the framework loads), one after the other, on the same real training faces; each
+is compiled and warmed up untimed, then timed over `--rounds` fit calls of `--max-images`.
 
-(a) project: `fer_core.train.make_datasets` (tf.data; random crop, flip, rotation,
-    translation and zoom done on-graph as one projective warp per batch), the precision
-    `resolve_precision("auto")` picks (mixed_bfloat16 on a CPU with AMX / avx512_bf16),
-    `make_optimizer`.
-(b) seed-style baseline: float32, augmentation in Python/NumPy per image in the manner of
-    Keras' old ImageDataGenerator (rotation, shift, zoom composed into one affine matrix
-    and applied with `scipy.ndimage.affine_transform`, order 1, "nearest" fill; random
-    horizontal flip), then a random 44x44 crop, served by a `keras.utils.PyDataset` (Keras
-    prefetches it on a background thread, as the old `fit_generator` queue did), same batch
-    size and optimizer.
+1. Backends and settings (model only: in-memory batches of centre crops, no augmentation):
+   TensorFlow with oneDNN off (TensorFlow's own default on CPUs without AVX512-VNNI/BF16/AMX),
+   TensorFlow with oneDNN on (what `fer_core` sets on x86), the same with XLA (`jit_compile`),
+   and Keras' torch and jax backends when those packages are installed. Rates are one batch
+   over the median training step.
+2. Where a step's time goes (project settings): the input pipeline alone, the forward pass,
+   forward + backward, and the whole `fit` step (the rest is the optimizer and Keras).
+3. (a) the project's pipeline (`make_datasets`: tf.data, one on-graph warp per batch; the
+   settings `fer_core` picks for this CPU) against (b) a seed-style baseline as a notebook runs it:
+   TensorFlow's default settings, float32, per-image augmentation in Python in the manner of
+   Keras' old ImageDataGenerator, served by a `keras.utils.PyDataset`. Their ratio, and one
+   full FER-2013 epoch projected from (a): training images at (a)'s rate plus the validation
+   pass at its measured rate.
 
-Each variant is compiled and warmed up first (not timed). Then the timed rounds alternate
-a, b, a, b... Each round is one `fit` call of `--epochs` epochs of `--steps` batches
-(default: one pass over `--max-images` images); its wall-clock time, fit overhead included,
-counts. The rate of a variant is all its images over all its seconds. The ratio (a)/(b) is
-printed against the speed-up goal (GOAL_RATIO, 2.5x or better), with the projected time of one full
-FER-2013 training epoch (28,709 images) at (a)'s rate and, when the run folder exists, the
-per-epoch seconds that a real training run recorded in its metrics.jsonl.
-
-This prints figures; it is not a test. The load average is printed with them: on a shared
-machine a background job lowers both rates, but the two variants share the same conditions,
-so the ratio stays a fair comparison.
+It prints figures (and the CPU they were taken on); it is not a test. Figures from different
+CPUs are not comparable, and another busy process lowers every rate: the load average is
+printed before and after each variant.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -48,8 +49,18 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 FER2013_TRAIN_IMAGES = 28_709
+FER2013_VAL_IMAGES = 3_589
 GOAL_RATIO = 2.5
 DEFAULT_RUN = Path("/root/fer-runs/fer_resnet18_w24")
+
+# name -> (environment, worker options). TF_ENABLE_ONEDNN_OPTS must be set before TensorFlow loads.
+VARIANTS = {
+    "tensorflow, oneDNN off": ({"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
+    "tensorflow, oneDNN on": ({"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "1"}, {}),
+    "tensorflow, oneDNN on, XLA": ({"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "1"}, {"jit": True}),
+    "torch": ({"KERAS_BACKEND": "torch"}, {}),
+    "jax": ({"KERAS_BACKEND": "jax"}, {}),
+}
 
 
 def default_data() -> str:
@@ -117,25 +128,6 @@ def make_baseline_dataset(x: np.ndarray, y: np.ndarray, cfg, steps: int, seed: i
 # ----------------------------------------------------------------------------- helpers
 
 
-def build_model(cfg, precision: str, num_classes: int, steps: int):
-    """The default architecture under `precision`, built and compiled by fer_core.train itself."""
-    import keras
-
-    from fer_core.train import build_model as build_training_model
-
-    keras.mixed_precision.set_global_policy(precision)
-    model = build_training_model(cfg, num_classes, steps)
-    keras.mixed_precision.set_global_policy("float32")
-    return model
-
-
-def timed_fit(model, data, epochs: int, steps: int) -> tuple[float, float]:
-    """(wall-clock seconds, this process's CPU seconds over all threads) of one fit call."""
-    c0, t0 = time.process_time(), time.perf_counter()
-    model.fit(data, epochs=epochs, steps_per_epoch=steps, verbose=0, shuffle=False)
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
 def recorded_epochs(run_dir: Path) -> dict | None:
     """Per-epoch seconds from a training run's metrics.jsonl (and what that run trained)."""
     from fer_core.runs import read_metrics
@@ -169,172 +161,311 @@ def fmt_time(seconds: float) -> str:
     return f"{m} min {s:02d} s" if m else f"{s} s"
 
 
+# ----------------------------------------------------------------------------- workers (one process each)
+
+
+def _load(args):
+    """(cfg, dataset, training faces (n, 48, 48) uint8, one-hot labels) for a worker."""
+    from fer_core.config import TrainConfig
+    from fer_core.data import load_dataset
+
+    cfg = TrainConfig(data=args.data, width=args.width, batch_size=args.batch_size, max_train_images=args.images)
+    ds = load_dataset(cfg.data)
+    train = ds.split("train")
+    idx = np.sort(np.random.default_rng(cfg.seed).permutation(len(train))[: args.images])
+    y = np.eye(len(ds.class_names), dtype=np.float32)[train.labels[idx]]
+    return cfg, ds, train.images[idx], y
+
+
+def _model(cfg, num_classes: int, steps: int, precision: str, jit: bool = False):
+    import keras
+
+    from fer_core.train import build_model
+
+    keras.mixed_precision.set_global_policy(precision)
+    model = build_model(cfg, num_classes, steps)
+    if jit:
+        model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"], jit_compile=True)
+    return model
+
+
+def _step_timer():
+    """A Keras callback collecting the wall-clock seconds of every training step (`.seconds`).
+
+    Rates come from the median step, not from whole `fit` calls: with in-memory arrays this
+    TensorFlow build sometimes returns from `fit` seconds after its last step, a wait that a
+    long training run pays once per epoch at most.
+    """
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        seconds: list[float] = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seconds.append(time.perf_counter() - self.t0)
+
+    timer = StepTimer()
+    timer.seconds = []
+    return timer
+
+
+def _timed(fn, rounds: int) -> list[float]:
+    out = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def worker_model(args) -> dict:
+    """Model-only rate: fit on in-memory centre crops."""
+    import keras
+
+    from fer_core.preprocess import tta_views
+    from fer_core.train import resolve_precision
+
+    cfg, ds, faces, y = _load(args)
+    x = tta_views(faces, cfg.crop_size, "none")[0]
+    steps = len(x) // cfg.batch_size
+    precision = resolve_precision(cfg.precision) if keras.backend.backend() == "tensorflow" else "float32"
+    model = _model(cfg, y.shape[1], steps, precision, args.jit)
+    model.fit(x[: 3 * cfg.batch_size], y[: 3 * cfg.batch_size], batch_size=cfg.batch_size, verbose=0)  # compile
+    timer = _step_timer()
+    secs = _timed(
+        lambda: model.fit(x, y, batch_size=cfg.batch_size, epochs=1, verbose=0, shuffle=False, callbacks=[timer]),
+        args.rounds,
+    )
+    return {"seconds": secs, "images": len(x), "precision": precision, "steps": timer.seconds, "batch": cfg.batch_size}
+
+
+def worker_profile(args) -> dict:
+    """Where a training step's time goes, under the project's settings."""
+    import keras
+    import tensorflow as tf
+
+    from fer_core.train import make_datasets, resolve_precision
+
+    cfg, ds, faces, y = _load(args)
+    precision = resolve_precision(cfg.precision)
+    train_ds, _, counts = make_datasets(ds, cfg, y.shape[1])
+    steps = counts["train"] // cfg.batch_size
+    batches = [b for _, b in zip(range(steps), train_ds, strict=False)]
+    model = _model(cfg, y.shape[1], steps, precision)
+    loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+
+    @tf.function
+    def forward(xb):
+        return model(xb, training=True)
+
+    @tf.function
+    def forward_backward(xb, yb):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(yb, model(xb, training=True))
+        return tape.gradient(loss, model.trainable_variables)
+
+    def run_pipeline():
+        for _ in zip(range(steps), train_ds, strict=False):
+            pass
+
+    def run(fn):
+        return lambda: [fn(*b[:2]) if fn is forward_backward else fn(b[0]) for b in batches]
+
+    x_all = np.concatenate([b[0].numpy() for b in batches])
+    y_all = np.concatenate([b[1].numpy() for b in batches])
+    timer = _step_timer()
+    parts = {
+        "input pipeline alone": run_pipeline,
+        "forward": run(forward),
+        "forward + backward": run(forward_backward),
+        "fit (+ optimizer, Keras)": lambda: model.fit(
+            x_all, y_all, batch_size=cfg.batch_size, epochs=1, verbose=0, shuffle=False, callbacks=[timer]
+        ),
+    }
+    out = {}
+    for name, fn in parts.items():
+        fn()  # trace / warm up
+        timer.seconds.clear()
+        out[name] = _timed(fn, args.rounds)
+    # fit: the median step times the steps (see _step_timer), like the other parts' whole loops.
+    out["fit (+ optimizer, Keras)"] = [float(np.median(timer.seconds)) * len(batches)] * args.rounds
+    return {"seconds": out, "images": len(x_all), "precision": precision}
+
+
+def worker_pipeline(args) -> dict:
+    """(a) the project's pipeline and settings, with a validation pass; or (b) the baseline."""
+    from fer_core.train import make_datasets, resolve_precision
+
+    cfg, ds, faces, y = _load(args)
+    steps = len(faces) // cfg.batch_size
+    if args.variant == "a":
+        precision = resolve_precision(cfg.precision)
+        train_ds, val_ds, _ = make_datasets(ds, cfg, y.shape[1])
+        data = train_ds.repeat()
+    else:
+        precision = "float32"
+        data = make_baseline_dataset(faces, y, cfg, steps, cfg.seed)
+    model = _model(cfg, y.shape[1], steps, precision)
+    model.fit(data, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)  # compile
+    timer = _step_timer()
+    secs = _timed(
+        lambda: model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False, callbacks=[timer]),
+        args.rounds,
+    )
+    out = {"seconds": secs, "images": steps * cfg.batch_size, "precision": precision}
+    out.update(steps=timer.seconds, batch=cfg.batch_size)
+    if args.variant == "a" and val_ds is not None:
+        model.evaluate(val_ds.take(1), verbose=0)
+        n_val = sum(len(b[1]) for b in val_ds)
+        out["val_seconds"] = _timed(lambda: model.evaluate(val_ds, verbose=0), 1)[0]
+        out["val_images"] = n_val
+    return out
+
+
+WORKERS = {"model": worker_model, "profile": worker_profile, "pipeline": worker_pipeline}
+
+
+def spawn(kind: str, args, env: dict, variant: str = "", jit: bool = False, tf_defaults: bool = False) -> dict:
+    """Run one worker in a fresh process with `env`; its JSON result (or {"error": ...})."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.json"
+        cmd = [sys.executable, __file__, "--worker", kind, "--worker-out", str(out), "--data", args.data]
+        cmd += ["--width", str(args.width), "--batch-size", str(args.batch_size), "--max-images", str(args.images)]
+        cmd += ["--rounds", str(args.rounds), "--variant", variant] + (["--jit"] if jit else [])
+        cmd += ["--tf-defaults"] if tf_defaults else []
+        full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
+        if tf_defaults:
+            full_env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+        r = subprocess.run(cmd, env=full_env, capture_output=True, text=True)
+        if r.returncode != 0 or not out.exists():
+            lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+            return {"error": lines[-1] if lines else f"exit code {r.returncode}"}
+        return json.loads(out.read_text())
+
+
+def rate(result: dict) -> float:
+    """Images/s of a worker's result: one batch over the median step (all fit calls when no steps)."""
+    if result.get("steps"):
+        return result["batch"] / float(np.median(result["steps"]))
+    return result["images"] * len(result["seconds"]) / sum(result["seconds"])
+
+
+def load_avg() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 # ----------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        description="Training images/s: the project's pipeline (tf.data + on-graph augmentation + auto "
-        "precision) vs a seed-style baseline (float32 + per-image Python augmentation), same model.",
+        description="Training images/s on this CPU: backends and settings, a step's breakdown, and the "
+        "project's pipeline against a seed-style baseline.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ap.add_argument("--data", default=default_data(), help="dataset root (FER-2013 folder or CSV, class folders)")
-    ap.add_argument("--max-images", type=int, default=4096, help="training images used (rounded down to whole batches)")
-    ap.add_argument("--rounds", type=int, default=2, help="timed rounds per variant, alternating a, b, a, b...")
-    ap.add_argument("--epochs", type=int, default=1, help="epochs per timed round (one fit call)")
-    ap.add_argument("--steps", type=int, default=0, help="batches per epoch (0 = one pass over --max-images)")
-    ap.add_argument("--warmup-steps", type=int, default=3, help="untimed batches per variant (compilation)")
-    ap.add_argument("--batch-size", type=int, default=0, help="batch size (0 = TrainConfig default)")
+    ap.add_argument("--width", type=int, default=24, help="ResNet-18 width (the shipped recipe: 24)")
+    ap.add_argument("--batch-size", type=int, default=128, help="batch size")
+    ap.add_argument("--max-images", dest="images", type=int, default=1536, help="training images per timed round")
+    ap.add_argument("--rounds", type=int, default=2, help="timed rounds per variant")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["backends", "profile", "pipeline"], help="parts to skip")
     ap.add_argument("--run-dir", default=str(DEFAULT_RUN), help="a training run whose recorded epoch times to show")
     ap.add_argument("--json", metavar="OUT", help="also write the results as JSON to this file")
+    ap.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    ap.add_argument("--worker-out", help=argparse.SUPPRESS)
+    ap.add_argument("--variant", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--jit", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--tf-defaults", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    args.images = (args.images // args.batch_size) * args.batch_size
+    if args.images < args.batch_size:
+        ap.error(f"--max-images must be at least one batch ({args.batch_size}).")
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
+    if args.worker:
+        if args.tf_defaults:  # TensorFlow loads before fer_core can set anything: its own defaults
+            import tensorflow  # noqa: F401
+        result = WORKERS[args.worker](args)
+        Path(args.worker_out).write_text(json.dumps(result))
+        return 0
 
-    from fer_core.config import TrainConfig
-    from fer_core.data import load_dataset
-    from fer_core.hardware import cpu_summary, cpu_supports_bf16
-    from fer_core.train import make_datasets, resolve_precision
+    from fer_core.hardware import cpu_summary
 
-    base = TrainConfig()
-    batch = args.batch_size or base.batch_size
-    n = (args.max_images // batch) * batch
-    if n < batch:
-        ap.error(f"--max-images must be at least one batch ({batch}).")
-    cfg = TrainConfig(data=args.data, batch_size=batch, max_train_images=n).validated()
+    installed = [b for b in ("tensorflow", "torch", "jax") if importlib.util.find_spec(b)]
+    print("Training speed on this CPU")
+    print(f"  CPU       {cpu_summary()}")
+    print(f"  machine   {os.cpu_count()} CPU(s), Python {platform.python_version()}, backends installed: {installed}")
+    print(f"  data      {args.data}: {args.images} training images per round, {args.rounds} round(s) per variant")
+    print(f"  model     resnet18 width {args.width}, 44x44x1, batch {args.batch_size}, SGD-Nesterov, label smoothing")
+    results: dict = {"cpu": cpu_summary(), "images": args.images, "width": args.width, "backends": {}}
 
-    ds = load_dataset(cfg.data)
-    num_classes = len(ds.class_names)
-    n_train = int((ds.splits == "train").sum())
-    if n_train < n:
-        n = (n_train // batch) * batch
-        if n < batch:
-            sys.exit(f"{cfg.data}: only {n_train} training images, fewer than one batch of {batch}.")
-        cfg = TrainConfig(data=args.data, batch_size=batch, max_train_images=n).validated()
-    steps = args.steps or n // batch
-    per_round = args.epochs * steps * batch
-    keras.utils.set_random_seed(cfg.seed)
+    if "backends" not in args.skip:
+        print("\n1. Backends and settings (model only, in-memory centre crops; median training step)")
+        for name, (env, opts) in VARIANTS.items():
+            if env["KERAS_BACKEND"] not in installed:
+                print(f"  {name:<32} not installed")
+                continue
+            before = load_avg()
+            r = spawn("model", args, env, jit=opts.get("jit", False))
+            results["backends"][name] = r
+            if "error" in r:
+                print(f"  {name:<32} failed: {r['error'][:160]}")
+            else:
+                print(f"  {name:<32} {rate(r):7.1f} img/s  ({r['precision']}; load avg {before} -> {load_avg()})")
 
-    precision = resolve_precision(cfg.precision)
-    print("Training speed: project pipeline (a) vs seed-style baseline (b)")
-    print(
-        f"  CPU       {cpu_summary()}\n"
-        f"  machine   {os.cpu_count()} CPU(s), bf16-capable CPU: {cpu_supports_bf16()}, "
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, Python {platform.python_version()}"
-    )
-    print(f"  load avg  {' '.join(f'{v:.2f}' for v in os.getloadavg())} (before)")
-    print(f"  data      {ds.root} ({ds.format}): {n} of {n_train} training images, {num_classes} classes")
-    print(
-        f"  model     {cfg.arch} width {cfg.width}, {cfg.crop_size}x{cfg.crop_size}x1, batch {batch}, "
-        f"{cfg.optimizer} lr {cfg.learning_rate}, label smoothing {cfg.label_smoothing}"
-    )
-    print(f"  (a)       make_datasets (tf.data, on-graph warp per batch) + {precision}")
-    print("  (b)       float32 + per-image scipy.ndimage affine (ImageDataGenerator-style) + random crop, PyDataset")
-    print(
-        f"  timing    {args.rounds} round(s) per variant, alternating; each round {args.epochs} epoch(s) x "
-        f"{steps} batches = {per_round} images; warm-up {args.warmup_steps} batches untimed"
-    )
+    if "profile" not in args.skip:
+        print("\n2. Where a training step's time goes (project settings; per image)")
+        r = spawn("profile", args, {})
+        results["profile"] = r
+        if "error" in r:
+            print(f"  failed: {r['error'][:200]}")
+        else:
+            for part, secs in r["seconds"].items():
+                ms = 1000 * sum(secs) / (len(secs) * r["images"])
+                print(f"  {part:<32} {ms:6.2f} ms/image  ({r['images'] / (sum(secs) / len(secs)):7.1f} img/s)")
 
-    # (a) the project's pipeline
-    train_ds, _, counts = make_datasets(ds, cfg, num_classes)
-    assert counts["train"] == n, counts
-    data_a = train_ds.repeat()
-    model_a = build_model(cfg, precision, num_classes, steps)
-    # (b) the seed-style baseline
-    train = ds.split("train")
-    idx = np.sort(np.random.default_rng(cfg.seed).permutation(len(train))[:n])  # the same images as (a)
-    x_b, y_b = train.images[idx], np.eye(num_classes, dtype=np.float32)[train.labels[idx]]
-    data_b = make_baseline_dataset(x_b, y_b, cfg, steps, cfg.seed)
-    model_b = build_model(cfg, "float32", num_classes, steps)
-    print(f"  params    {model_a.count_params():,} (both)\n")
-
-    variants = {"a": (model_a, data_a), "b": (model_b, data_b)}
-    for name, (model, data) in variants.items():
-        secs, _ = timed_fit(model, data, 1, args.warmup_steps)
-        print(f"  warm-up ({name}): {args.warmup_steps} batches in {secs:.1f} s (compilation included, not counted)")
-
-    seconds: dict[str, list[float]] = {"a": [], "b": []}
-    cpu: dict[str, list[float]] = {"a": [], "b": []}
-    for r in range(args.rounds):
-        for name, (model, data) in variants.items():
-            secs, cpu_secs = timed_fit(model, data, args.epochs, steps)
-            seconds[name].append(secs)
-            cpu[name].append(cpu_secs)
+    if "pipeline" not in args.skip:
+        print("\n3. (a) project pipeline and settings vs (b) seed-style baseline under TensorFlow's defaults")
+        a = spawn("pipeline", args, {}, variant="a")
+        b = spawn("pipeline", args, {}, variant="b", tf_defaults=True)
+        results["pipeline"] = {"a": a, "b": b}
+        if "error" in a or "error" in b:
+            print(f"  failed: {a.get('error') or b.get('error')}")
+        else:
+            ra, rb = rate(a), rate(b)
+            ratio = ra / rb
+            val_rate = a["val_images"] / a["val_seconds"] if a.get("val_seconds") else None
+            train_s = FER2013_TRAIN_IMAGES / ra
+            val_s = FER2013_VAL_IMAGES / val_rate if val_rate else 0.0
             print(
-                f"  round {r + 1} ({name}): {per_round} images in {secs:6.1f} s = {per_round / secs:6.1f} img/s"
-                f"   (CPU {cpu_secs:6.1f} s)   load avg {os.getloadavg()[0]:.2f}",
-                flush=True,
+                f"  (a) project pipeline, {a['precision']:<16} {ra:7.1f} img/s   validation {val_rate or 0:7.1f} img/s"
             )
-
-    rate = {k: per_round * len(v) / sum(v) for k, v in seconds.items()}
-    ratio = rate["a"] / rate["b"]
-    epoch_a = FER2013_TRAIN_IMAGES / rate["a"]
-    epoch_b = FER2013_TRAIN_IMAGES / rate["b"]
-    cpu_ms = {k: 1000 * sum(v) / (per_round * len(v)) for k, v in cpu.items()}
-    met = ratio >= GOAL_RATIO
-    print("\nResults (wall clock; CPU = this process's CPU time over all threads, per image)")
-    for k, label in (("a", f"(a) project pipeline, {precision}"), ("b", "(b) seed-style baseline, float32")):
-        print(f"  {label:<40}{rate[k]:7.1f} img/s   ({sum(seconds[k]):.0f} s timed, CPU {cpu_ms[k]:.1f} ms/image)")
-    print(
-        f"  {'ratio (a)/(b)':<40}{ratio:7.2f}x      goal {GOAL_RATIO}x: {'met' if met else 'NOT met'}"
-        f"   (CPU-time ratio (b)/(a): {cpu_ms['b'] / cpu_ms['a']:.2f}x)"
-    )
-    print(
-        f"  one FER-2013 training epoch ({FER2013_TRAIN_IMAGES:,} images), projected from the rates above, "
-        f"training only (no validation):\n"
-        f"      (a) {fmt_time(epoch_a)}   (b) {fmt_time(epoch_b)}"
-    )
+            print(f"  (b) seed-style baseline, {b['precision']:<14} {rb:7.1f} img/s")
+            print(
+                f"  ratio (a)/(b)                         {ratio:7.2f}x   goal {GOAL_RATIO}x: {'met' if ratio >= GOAL_RATIO else 'NOT met'}"
+            )
+            print(
+                f"  one FER-2013 epoch at (a)'s rates: {fmt_time(train_s)} training ({FER2013_TRAIN_IMAGES:,} images) "
+                f"+ {fmt_time(val_s)} validation ({FER2013_VAL_IMAGES:,}) = {fmt_time(train_s + val_s)}"
+            )
+            results["pipeline"].update(
+                {"ratio": round(ratio, 3), "epoch_seconds": round(train_s + val_s, 1), "rates": [ra, rb]}
+            )
     recorded = recorded_epochs(Path(args.run_dir))
     if recorded:
         fastest = ", ".join(f"epoch {e}: {s:.0f} s" for e, s in recorded["fastest_recent"].items())
-        last_e, last_s = next(iter(recorded["last"].items()))
         print(
-            f"  recorded by a real run in {recorded['run_dir']} ({recorded['run_config']}; the 'seconds' of its "
-            f"epoch rows, validation included, {recorded['epochs_recorded']} epochs so far):\n"
-            f"      epoch 1: {recorded['epoch_1_seconds']:.0f} s; fastest of the last 10: {fastest}; "
-            f"latest (epoch {last_e}): {last_s:.0f} s"
+            f"\n  recorded by a real run in {recorded['run_dir']} ({recorded['run_config']}; seconds per epoch, "
+            f"validation included): epoch 1: {recorded['epoch_1_seconds']:.0f} s; fastest recent: {fastest}"
         )
-    print(f"  load avg  {' '.join(f'{v:.2f}' for v in os.getloadavg())} (after)")
-    print(
-        "  Note: absolute rates depend on what else runs on the machine; (a) and (b) ran in the same process,\n"
-        "  alternating, under the same conditions, so their ratio is the fair comparison."
-    )
-
+        results["recorded_run"] = recorded
+    print(f"  load avg  {load_avg()} (end)")
     if args.json:
-        out = {
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "machine": {
-                "cpus": os.cpu_count(),
-                "bf16_cpu": cpu_supports_bf16(),
-                "tensorflow": tf.__version__,
-                "keras": keras.__version__,
-            },
-            "data": ds.root,
-            "images": n,
-            "batch_size": batch,
-            "model": {
-                "arch": cfg.arch,
-                "width": cfg.width,
-                "crop_size": cfg.crop_size,
-                "params": model_a.count_params(),
-            },
-            "precision_a": precision,
-            "round_images": per_round,
-            "seconds": seconds,
-            "cpu_seconds": cpu,
-            "cpu_ms_per_image": {k: round(v, 2) for k, v in cpu_ms.items()},
-            "images_per_s": {k: round(v, 2) for k, v in rate.items()},
-            "ratio": round(ratio, 3),
-            "goal_ratio": GOAL_RATIO,
-            "goal_met": met,
-            "projected_fer2013_epoch_seconds": {"a": round(epoch_a, 1), "b": round(epoch_b, 1)},
-            "recorded_run": recorded,
-            "load_average_after": os.getloadavg(),
-        }
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        results["date"] = time.strftime("%Y-%m-%d %H:%M:%S %z")
+        results["command"] = " ".join([Path(sys.executable).name, *sys.argv])
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         print(f"  JSON written to {args.json}")
     return 0
 

@@ -56,8 +56,8 @@ def tensorflow_settings() -> dict[str, str]:
 
     ``TF_ENABLE_ONEDNN_OPTS=1`` on every x86 CPU: TensorFlow's x86 builds turn their oneDNN
     kernels on by default only where the CPU has AVX512-VNNI, AVX512-BF16 or AMX; on an
-    AVX2-only CPU they fall back to Eigen's, which train our ResNet about half as fast
-    (see docs/training-speed.md and ``benchmarks/train_speed.py``, which measures both).
+    AVX2-only CPU they fall back to Eigen's, which trained our ResNet 1.42x slower there
+    (docs/benchmarks.md, "Training speed"; ``benchmarks/train_speed.py`` measures both).
     """
     if platform.machine().lower() in ("x86_64", "amd64"):
         return {"TF_ENABLE_ONEDNN_OPTS": "1"}
