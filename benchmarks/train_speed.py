@@ -199,7 +199,9 @@ def _step_timer():
     import keras
 
     class StepTimer(keras.callbacks.Callback):
-        seconds: list[float] = []
+        def __init__(self):
+            super().__init__()
+            self.seconds: list[float] = []
 
         def on_train_batch_begin(self, batch, logs=None):
             self.t0 = time.perf_counter()
@@ -207,9 +209,7 @@ def _step_timer():
         def on_train_batch_end(self, batch, logs=None):
             self.seconds.append(time.perf_counter() - self.t0)
 
-    timer = StepTimer()
-    timer.seconds = []
-    return timer
+    return StepTimer()
 
 
 def _timed(fn, rounds: int) -> list[float]:

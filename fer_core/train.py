@@ -410,11 +410,12 @@ def cached_teacher_targets(cfg: TrainConfig, ds, run_dir: Path | None = None) ->
             return cached
     engine = load_engine(cfg.teacher)
     order = label_mapping(ds.class_names, load_card(cfg.teacher)["labels"])
-    step = max(1, len(faces) // 10)
-    t0 = time.monotonic()
+    t0, shown = time.monotonic(), [0]  # tenths of the faces reported so far
 
     def progress(done: int, total: int) -> None:
-        if done == total or done // step != (done - engine.max_crops // 2) // step:
+        tenth = 10 * done // total
+        if tenth > shown[0]:
+            shown[0] = tenth
             print(f"teacher targets: {done}/{total} faces ({time.monotonic() - t0:.0f} s)", flush=True)
 
     targets = engine.predict_proba(faces, "flip", progress)[:, order].astype(np.float32)
