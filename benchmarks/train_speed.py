@@ -58,6 +58,11 @@ VARIANTS = {
     "tensorflow, oneDNN off": ({"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
     "tensorflow, oneDNN on": ({"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "1"}, {}),
     "tensorflow, oneDNN on, XLA": ({"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "1"}, {"jit": True}),
+    # Only where the CPU runs bfloat16 natively (elsewhere every variant is float32 already).
+    "tensorflow, oneDNN on, float32": (
+        {"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "1"},
+        {"precision": "float32", "bf16_only": True},
+    ),
     "torch": ({"KERAS_BACKEND": "torch"}, {}),
     "jax": ({"KERAS_BACKEND": "jax"}, {}),
 }
@@ -232,6 +237,7 @@ def worker_model(args) -> dict:
     x = tta_views(faces, cfg.crop_size, "none")[0]
     steps = len(x) // cfg.batch_size
     precision = resolve_precision(cfg.precision) if keras.backend.backend() == "tensorflow" else "float32"
+    precision = args.precision or precision
     model = _model(cfg, y.shape[1], steps, precision, args.jit)
     model.fit(x[: 3 * cfg.batch_size], y[: 3 * cfg.batch_size], batch_size=cfg.batch_size, verbose=0)  # compile
     timer = _step_timer()
@@ -328,7 +334,9 @@ def worker_pipeline(args) -> dict:
 WORKERS = {"model": worker_model, "profile": worker_profile, "pipeline": worker_pipeline}
 
 
-def spawn(kind: str, args, env: dict, variant: str = "", jit: bool = False, tf_defaults: bool = False) -> dict:
+def spawn(
+    kind: str, args, env: dict, variant: str = "", jit: bool = False, tf_defaults: bool = False, precision: str = ""
+) -> dict:
     """Run one worker in a fresh process with `env`; its JSON result (or {"error": ...})."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.json"
@@ -336,6 +344,7 @@ def spawn(kind: str, args, env: dict, variant: str = "", jit: bool = False, tf_d
         cmd += ["--width", str(args.width), "--batch-size", str(args.batch_size), "--max-images", str(args.images)]
         cmd += ["--rounds", str(args.rounds), "--variant", variant] + (["--jit"] if jit else [])
         cmd += ["--tf-defaults"] if tf_defaults else []
+        cmd += ["--precision", precision] if precision else []
         full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
         if tf_defaults:
             full_env.pop("TF_ENABLE_ONEDNN_OPTS", None)
@@ -379,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default="", help=argparse.SUPPRESS)
     ap.add_argument("--jit", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--tf-defaults", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--precision", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.images = (args.images // args.batch_size) * args.batch_size
     if args.images < args.batch_size:
@@ -391,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.worker_out).write_text(json.dumps(result))
         return 0
 
-    from fer_core.hardware import cpu_summary
+    from fer_core.hardware import cpu_summary, cpu_supports_bf16
 
     installed = [b for b in ("tensorflow", "torch", "jax") if importlib.util.find_spec(b)]
     print("Training speed on this CPU")
@@ -407,8 +417,10 @@ def main(argv: list[str] | None = None) -> int:
             if env["KERAS_BACKEND"] not in installed:
                 print(f"  {name:<32} not installed")
                 continue
+            if opts.get("bf16_only") and not cpu_supports_bf16():
+                continue
             before = load_avg()
-            r = spawn("model", args, env, jit=opts.get("jit", False))
+            r = spawn("model", args, env, jit=opts.get("jit", False), precision=opts.get("precision", ""))
             results["backends"][name] = r
             if "error" in r:
                 print(f"  {name:<32} failed: {r['error'][:160]}")
