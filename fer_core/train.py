@@ -25,10 +25,23 @@ from fer_core.config import TrainConfig
 from fer_core.constants import IMAGE_SIZE
 from fer_core.hardware import cpu_supports_bf16, training_runtime
 from fer_core.jsonio import append_jsonl, now_iso, read_json, write_json_atomic
-from fer_core.runs import BACKUP_DIR, EPOCH_SUFFIX, EPOCHS_DIR, update_status
-
-# The backup's previous good state, kept until a new one is complete (see atomic_backup_class).
-PREVIOUS_WEIGHTS, PREVIOUS_METADATA = "previous.weights.h5", "previous_training_metadata.json"
+from fer_core.runs import (
+    BACKUP_DIR,
+    BEST_FILE,
+    CONFIG_FILE,
+    EPOCH_SUFFIX,
+    EPOCHS_DIR,
+    METRICS_FILE,
+    MODEL_FILE,
+    PREVIOUS_METADATA,
+    PREVIOUS_WEIGHTS,
+    STATUS_FILE,
+    STOP_FILE,
+    TEACHER_TARGETS,
+    WORKERS_DIR,
+    backup_epoch,
+    update_status,
+)
 
 
 class StopRequested(Exception):
@@ -391,9 +404,6 @@ def load_teacher(cfg: TrainConfig, class_names):
     return teacher
 
 
-TEACHER_TARGETS = "teacher_targets.npy"  # in the run folder: cached targets, reused on resume
-
-
 def cached_teacher_targets(cfg: TrainConfig, ds, run_dir: Path | None = None) -> np.ndarray:
     """The teacher's probabilities (N, classes) for each image of `training_arrays`, in the
     dataset's class order: mean of the centre crop and its mirror, run once through the
@@ -524,7 +534,7 @@ def _callbacks_module():
         def __init__(self, run_dir: Path, cfg: TrainConfig, steps: int, n_train: int, write: bool):
             super().__init__()
             self.run_dir, self.cfg, self.steps, self.n_train, self.write = run_dir, cfg, steps, n_train, write
-            self.stop_file = run_dir / "STOP"
+            self.stop_file = run_dir / STOP_FILE
             self.bar = None
             self.stopped = False
 
@@ -570,7 +580,7 @@ def _callbacks_module():
                 done = batch + 1
                 ips = done * self.cfg.batch_size / max(now - self.t0, 1e-6)
                 append_jsonl(
-                    self.run_dir / "metrics.jsonl",
+                    self.run_dir / METRICS_FILE,
                     {
                         "type": "progress",
                         "epoch": self.epoch,
@@ -599,7 +609,7 @@ def _callbacks_module():
             }
             row.update({k: float(v) for k, v in logs.items() if k != "learning_rate"})
             if self.write:
-                append_jsonl(self.run_dir / "metrics.jsonl", row)
+                append_jsonl(self.run_dir / METRICS_FILE, row)
             val = f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_accuracy']:.4f}" if "val_loss" in row else ""
             print(
                 f"epoch {epoch + 1}/{self.cfg.epochs}  loss {row.get('loss', float('nan')):.4f}  "
@@ -614,7 +624,7 @@ def _callbacks_module():
         def __init__(self, run_dir: Path, card_fn, write: bool):
             super().__init__()
             self.run_dir, self.card_fn, self.write = run_dir, card_fn, write
-            self.best_file = run_dir / "best.json"
+            self.best_file = run_dir / BEST_FILE
             self.best = (read_json(self.best_file, {}) or {}).get("val_accuracy", -1.0)
 
         def on_epoch_end(self, epoch, logs=None):
@@ -630,11 +640,11 @@ def _callbacks_module():
             tmp = self.run_dir / ".model.tmp.keras"
             try:
                 self.model.save(tmp)
-                os.replace(tmp, self.run_dir / "model.keras")
+                os.replace(tmp, self.run_dir / MODEL_FILE)
             except BaseException:
                 tmp.unlink(missing_ok=True)  # e.g. disk full: no litter, the previous best stays
                 raise
-            save_card(self.run_dir / "model.keras", self.card_fn(epoch + 1, float(acc)))
+            save_card(self.run_dir / MODEL_FILE, self.card_fn(epoch + 1, float(acc)))
             write_json_atomic(self.best_file, {"epoch": epoch + 1, "val_accuracy": float(acc)})
 
     class KeepEpochs(keras.callbacks.Callback):
@@ -680,16 +690,6 @@ def _callbacks_module():
                     )
 
     return RunLogger, BestCheckpoint, KeepEpochs, NonFiniteGuard
-
-
-def backup_epoch(backup: str | Path) -> int:
-    """The number of finished epochs the run's backup holds (0 when there is none)."""
-    backup = Path(backup)
-    for name in ("training_metadata.json", PREVIOUS_METADATA):
-        meta = read_json(backup / name, {})
-        if isinstance(meta, dict) and isinstance(meta.get("epoch"), int):
-            return meta["epoch"]
-    return 0
 
 
 def _fsync_file(path: Path) -> None:
@@ -798,15 +798,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> dic
     is_chief, index = worker_info()
     write = is_chief
     if not is_chief:  # other workers write their (ignored) files apart from the chief's
-        run_dir = run_dir / "workers" / str(index)
+        run_dir = run_dir / WORKERS_DIR / str(index)
         run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
-        cfg.save(run_dir / "config.json")
-        for stale in ("metrics.jsonl", "best.json"):
+        cfg.save(run_dir / CONFIG_FILE)
+        for stale in (METRICS_FILE, BEST_FILE):
             (run_dir / stale).unlink(missing_ok=True)
         shutil.rmtree(run_dir / BACKUP_DIR, ignore_errors=True)
         shutil.rmtree(run_dir / EPOCHS_DIR, ignore_errors=True)
-    (run_dir / "STOP").unlink(missing_ok=True)
+    (run_dir / STOP_FILE).unlink(missing_ok=True)
     started = now_iso()
     update_status(
         run_dir,
@@ -837,7 +837,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False) -> dic
         except OSError as write_exc:  # e.g. still no space: say it where it can be seen
             print(f"error: could not record the failure in status.json ({write_exc}): {msg}", file=sys.stderr)
             return {"state": "failed", "error": msg}
-        return read_json(run_dir / "status.json", {})
+        return read_json(run_dir / STATUS_FILE, {})
     return update_status(run_dir, **result, finished=now_iso())
 
 
@@ -889,13 +889,13 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     import keras
     import tensorflow as tf
 
-    from fer_core.card import make_card
+    from fer_core.card import card_path, make_card
     from fer_core.data import load_dataset
 
     # A resumed process seeds its data order and augmentation anew (the restored weights make
     # the initialisation moot); with the config's seed it would replay epoch 1's batches.
     backup = run_dir / BACKUP_DIR
-    resume_point = backup_epoch(backup)
+    resume_point = backup_epoch(run_dir)
     seed = stream_seed(cfg.seed, resume_point)
     keras.utils.set_random_seed(seed)
     precision = resolve_precision(cfg.precision)
@@ -940,7 +940,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     init_from = None
     if cfg.init_weights:
         if backup.exists():  # resumed: BackupAndRestore brings back the last finished epoch
-            init_from = (read_json(run_dir / "model.json", {}) or {}).get("init_from")
+            init_from = (read_json(card_path(run_dir / MODEL_FILE), {}) or {}).get("init_from")
         else:
             init_from = load_initial_weights(model, cfg)
             print(f"initial weights from {cfg.init_weights}", flush=True)
@@ -992,7 +992,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
     if logger.stopped:
         raise StopRequested
     result = {"state": "finished"}
-    if write and (run_dir / "model.keras").exists():
+    if write and (run_dir / MODEL_FILE).exists():
         from fer_core.evaluate import evaluate_run
 
         result["eval"] = evaluate_run(run_dir, ds, tta=cfg.eval_tta)
