@@ -176,3 +176,18 @@ def test_importing_the_core_stays_light():
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+# A function longer than this no longer fits on a screen with its docstring: split it into named steps.
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_core_function_is_longer_than_a_screen():
+    long = [
+        f"{module}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for module, path in core_modules().items()
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert long == []
