@@ -115,7 +115,7 @@ class TrainConfig:
     def validated(self) -> TrainConfig:
         """Return self, or raise ConfigError with a message that names the bad setting."""
         # NaN and +-Inf pass every "<" and ">" test below, so non-finite numbers are refused first
-        # (a NaN learning rate trained to "finished" and shipped a NaN model).
+        # (a NaN learning rate would train to "finished" and ship a NaN model).
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
