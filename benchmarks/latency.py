@@ -88,16 +88,12 @@ def summary(ms: Timings) -> str:
 
 def load_fer():
     """fer's FER detector with its own Haar file (its default path breaks under OpenCV 5), or None."""
-    from benchmarks.fer_peer import import_fer
+    from benchmarks.fer_peer import with_fer
 
-    found = import_fer("comparison skipped")
-    if found is None:
-        return None
-    fer_pkg, FER = found
+    def detector(FER, cascade: Path):
+        return FER(cascade_file=str(cascade)) if cascade.is_file() else FER()
 
-    cascade = Path(fer_pkg.__file__).parent / "data" / "haarcascade_frontalface_default.xml"
-    kw = {"cascade_file": str(cascade)} if cascade.is_file() else {}
-    return FER(**kw)
+    return with_fer("haarcascade_frontalface_default.xml", detector, "comparison skipped")
 
 
 def main(argv: list[str] | None = None) -> int:

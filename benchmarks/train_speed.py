@@ -253,7 +253,8 @@ def worker_profile(args) -> dict:
     import keras
     import tensorflow as tf
 
-    from fer_core.train import make_datasets, resolve_precision
+    from fer_core.pipeline import make_datasets
+    from fer_core.train import resolve_precision
 
     cfg, ds, faces, y = _load(args)
     precision = resolve_precision(cfg.precision)
@@ -303,7 +304,8 @@ def worker_profile(args) -> dict:
 
 def worker_pipeline(args) -> dict:
     """(a) the project's pipeline and settings, with a validation pass; or (b) the baseline."""
-    from fer_core.train import make_datasets, resolve_precision
+    from fer_core.pipeline import make_datasets
+    from fer_core.train import resolve_precision
 
     cfg, ds, faces, y = _load(args)
     steps = len(faces) // cfg.batch_size

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from fer_core.constants import ALIGN_FACES
+from fer_core.constants import ALIGN_FACES, TTA_MODES
 from fer_core.drawing import color_for
 
 # ICE servers for remote use, as JSON (e.g. '[{"urls": ["stun:stun.l.google.com:19302"]}]').
@@ -87,7 +87,7 @@ def detector_ui() -> dict:
         )
         tta = st.selectbox(
             "Test-time augmentation",
-            ["card", "none", "flip", "tencrop"],
+            ["card", *TTA_MODES],
             help="'card' uses the model card's choice. tencrop averages ten crops: a little more accurate, ~5x slower.",
         )
     return {

@@ -13,12 +13,13 @@ import numpy as np
 import streamlit as st
 
 from fer_core.constants import DEFAULT_DETECTOR, DEFAULT_MODEL_NAME
+from fer_core.runs import runs_folder
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE_DATA = REPO / "data" / "sample"
 MODELS_DIR = REPO / "models"
 DEFAULT_MODEL = MODELS_DIR / f"{DEFAULT_MODEL_NAME}.keras"
-RUNS_DIR = Path(os.environ.get("FER_RUNS", REPO / "runs"))
+RUNS_DIR = runs_folder()  # $FER_RUNS, else runs/ in the repository, as for the CLI
 
 
 def default_data_root() -> str:
@@ -219,12 +220,13 @@ def upload_digest(data: bytes) -> str:
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
-def photo_faces(digest: str, recognizer_key: str, cropped: bool, _rec, _data: bytes):
+def photo_faces(digest: str, recognizer_key: str, cropped: bool, _rec, _data: bytes, _name: str = "upload"):
     """(rgb, faces) of one uploaded photo, computed once per (bytes, recognizer settings): adding a
-    photo does not re-run the others. Raises ImageError (not cached) for a file that is not a photo."""
+    photo does not re-run the others. Raises ImageError (not cached) for a file that is not a photo,
+    its message naming the file `_name` (the name does not change a result, so it is no cache key)."""
     from fer_core.images import UPLOAD_MAX_PIXELS, decode_image
 
-    rgb = decode_image(_data, max_pixels=UPLOAD_MAX_PIXELS)
+    rgb = decode_image(_data, max_pixels=UPLOAD_MAX_PIXELS, name=_name)
     return rgb, ([_rec.predict_crop(rgb)] if cropped else _rec.predict_image(rgb))
 
 

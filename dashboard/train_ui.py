@@ -7,10 +7,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from fer_core.config import ARCHITECTURES, TrainConfig
+from fer_core.config import CHOICES, TrainConfig
 
 DEFAULTS = TrainConfig()
 NO_WARM_START = ""  # the "Start from model file" choice that means random initial weights
+
+
+def choice(where, label: str, setting: str) -> str:
+    """A selectbox over the allowed values of a TrainConfig setting (`CHOICES`), at its default."""
+    options = CHOICES[setting]
+    return where.selectbox(label, options, index=options.index(getattr(DEFAULTS, setting)))
 
 
 def warm_start_candidates(arch: str, width: int, crop_size: int, models_dir: Path, runs_dir: Path) -> dict[str, str]:
@@ -44,7 +50,7 @@ def config_form(data_root: str, models_dir: Path, runs_dir: Path) -> TrainConfig
     Architecture and width sit above the form: changing them reruns the page at once, so the
     "Start from model file" list only ever offers models those settings can start from."""
     c1, c2, _ = st.columns([1, 1, 2])
-    arch = c1.selectbox("Architecture", ARCHITECTURES, index=ARCHITECTURES.index(DEFAULTS.arch))
+    arch = choice(c1, "Architecture", "arch")
     width = int(c2.select_slider("Width", [8, 16, 24, 32, 48, 64], value=DEFAULTS.width))
     candidates = warm_start_candidates(arch, width, DEFAULTS.crop_size, models_dir, runs_dir)
     with st.form("new_run"):
@@ -54,14 +60,14 @@ def config_form(data_root: str, models_dir: Path, runs_dir: Path) -> TrainConfig
         early = c3.number_input("Early stopping patience (0 = off)", 0, 100, DEFAULTS.early_stopping)
         limit = c4.number_input("Use only N training images (0 = all)", 0, 1_000_000, 0)
         c1, c2, c3, c4 = st.columns(4)
-        optimizer = c1.selectbox("Optimizer", ["sgd", "adam", "adamw"])
+        optimizer = choice(c1, "Optimizer", "optimizer")
         lr = c2.number_input("Learning rate", 1e-5, 1.0, DEFAULTS.learning_rate, format="%.4f")
-        schedule = c3.selectbox("Schedule", ["cosine", "plateau", "constant"])
-        precision = c4.selectbox("Precision", ["auto", "mixed_bfloat16", "float32", "mixed_float16"])
+        schedule = choice(c3, "Schedule", "schedule")
+        precision = choice(c4, "Precision", "precision")
         c1, c2, c3, c4 = st.columns(4)
         augment = c1.checkbox("Augmentation", DEFAULTS.augment, help="crop, flip, rotation, translation, zoom")
         erasing = c2.slider("Random erasing p", 0.0, 1.0, DEFAULTS.erasing, 0.05)
-        class_weights = c3.selectbox("Class weights", ["none", "sqrt", "balanced"])
+        class_weights = choice(c3, "Class weights", "class_weights")
         smoothing = c4.slider("Label smoothing", 0.0, 0.3, DEFAULTS.label_smoothing, 0.05)
         c1, c2, c3 = st.columns([1, 1, 2])
         mixup = c1.slider("Mixup alpha", 0.0, 1.0, DEFAULTS.mixup, 0.1)

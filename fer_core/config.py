@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from fer_core.constants import TTA_MODES
+from fer_core.errors import FerError
 
 # Names registered in fer_core.model.MODELS (kept here so UIs need not import TensorFlow).
 ARCHITECTURES: tuple[str, ...] = ("resnet10", "resnet18", "resnet34", "resnet50_transfer")
@@ -25,6 +26,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval_tta": TTA_MODES,
     "distill_targets": ("online", "cached"),
 }
+
+
+class ConfigError(FerError, ValueError):
+    """A training setting the config cannot take; the message names the setting and the value received."""
 
 
 # Settings that are counts, sizes or strengths: a negative value has no meaning.
@@ -96,11 +101,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """Build from a dict; unknown keys raise ValueError naming them."""
+        """Build from a dict; unknown keys raise ConfigError naming them."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ValueError(f"Unknown config key(s): {', '.join(unknown)}")
+            raise ConfigError(f"Unknown config key(s): {', '.join(unknown)}")
         return cls(**d).validated()
 
     @classmethod
@@ -108,37 +113,37 @@ class TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def validated(self) -> TrainConfig:
-        """Return self, or raise ValueError with a message that names the bad setting."""
+        """Return self, or raise ConfigError with a message that names the bad setting."""
         # NaN and +-Inf pass every "<" and ">" test below, so non-finite numbers are refused first
-        # (a NaN learning rate trained to "finished" and shipped a NaN model).
+        # (a NaN learning rate would train to "finished" and ship a NaN model).
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{f.name} must be a finite number. Received: {f.name}={value}")
+                raise ConfigError(f"{f.name} must be a finite number. Received: {f.name}={value}")
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(
+                raise ConfigError(
                     f"{name} must be one of {', '.join(allowed)}. Received: {name}={getattr(self, name)!r}"
                 )
         for name in ("epochs", "batch_size", "width"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
+                raise ConfigError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
         for name in _NON_NEGATIVE:
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 or more. Received: {name}={getattr(self, name)}")
+                raise ConfigError(f"{name} must be 0 or more. Received: {name}={getattr(self, name)}")
         for name, (lo, hi) in _UNIT_RANGES.items():
             if not lo <= getattr(self, name) <= hi:
-                raise ValueError(f"{name} must be in [{lo}, {hi}]. Received: {name}={getattr(self, name)}")
+                raise ConfigError(f"{name} must be in [{lo}, {hi}]. Received: {name}={getattr(self, name)}")
         if not 8 <= self.crop_size <= 48:
-            raise ValueError(f"crop_size must be 8..48. Received: crop_size={self.crop_size}")
+            raise ConfigError(f"crop_size must be 8..48. Received: crop_size={self.crop_size}")
         if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive. Received: learning_rate={self.learning_rate}")
+            raise ConfigError(f"learning_rate must be positive. Received: learning_rate={self.learning_rate}")
         if not (math.isfinite(self.distill_temperature) and self.distill_temperature > 0):
-            raise ValueError(
+            raise ConfigError(
                 f"distill_temperature must be a positive number. Received: distill_temperature={self.distill_temperature}"
             )
         if not 0 <= self.distill_alpha <= 1:
-            raise ValueError(f"distill_alpha must be in [0, 1]. Received: distill_alpha={self.distill_alpha}")
+            raise ConfigError(f"distill_alpha must be in [0, 1]. Received: distill_alpha={self.distill_alpha}")
         if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1). Received: label_smoothing={self.label_smoothing}")
+            raise ConfigError(f"label_smoothing must be in [0, 1). Received: label_smoothing={self.label_smoothing}")
         return self

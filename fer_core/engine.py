@@ -20,7 +20,7 @@ On a CPU without native bfloat16 nothing computes in bfloat16 (emulated bf16 is 
 than float32), the same check training's ``precision=auto`` makes.
 
 Memory stays bounded: views are built and run `max_crops` at a time, so ten-crop TTA or a
-whole dataset costs no more than one batch (an eager ten-crop call of 2,560 crops used to
+whole dataset costs no more than one batch (one eager ten-crop call of 2,560 crops would
 peak at several GB).
 """
 

@@ -5,9 +5,9 @@ model card, setting or argument); its message says what is wrong and what to do,
 line. The CLI prints it as ``error: <message>`` and exits with code 2; the pages show it.
 Any other exception is a bug and keeps its traceback.
 
-The subclasses live next to the code that raises them (`fer_core.images.ImageError`,
-`fer_core.video.VideoError`, `fer_core.data.DataError`, `fer_core.card.CardError`,
-`fer_core.jobs.JobError`, `fer_core.export.ExportError`).
+The subclasses live next to the code that raises them (`fer_core.config.ConfigError`,
+`fer_core.images.ImageError`, `fer_core.video.VideoError`, `fer_core.data.DataError`,
+`fer_core.card.CardError`, `fer_core.jobs.JobError`, `fer_core.export.ExportError`).
 Most also derive from ValueError, so callers that catch ValueError keep working.
 """
 

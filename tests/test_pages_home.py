@@ -44,7 +44,7 @@ def test_headline_values_are_short_and_follow_the_card():
         "Best epoch": "7",
     }
     ens = dict((label, value) for label, value, _ in headline(_card(members=[_card(), _card()])))
-    assert ens["Ensemble"] == "2 models"  # the old value 'N models, probabilities averaged' was cut off
+    assert ens["Ensemble"] == "2 models"  # 'N models, probabilities averaged' would be cut off
     assert all(len(v) <= 16 for v in ens.values())
 
 

@@ -213,3 +213,21 @@ def test_train_page_offers_only_models_that_fit_the_chosen_network(runs_dir, mon
     at.button(key="FormSubmitter:new_run-Launch").click().run()
     assert not at.exception and not at.error
     assert [(c.init_weights, c.width) for c in launched] == [(str(run32 / "model.keras"), 32)]
+
+
+def test_new_run_form_offers_every_allowed_value_at_its_default(runs_dir):
+    from fer_core.config import CHOICES
+
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    boxes = {s.label: s for s in at.selectbox}
+    defaults = TrainConfig()
+    for label, setting in [
+        ("Architecture", "arch"),
+        ("Optimizer", "optimizer"),
+        ("Schedule", "schedule"),
+        ("Precision", "precision"),
+        ("Class weights", "class_weights"),
+    ]:
+        assert tuple(boxes[label].options) == CHOICES[setting], label
+        assert boxes[label].value == getattr(defaults, setting), label

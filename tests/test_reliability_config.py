@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from fer_core.cli import main
-from fer_core.config import TrainConfig
+from fer_core.config import ConfigError, TrainConfig
+from fer_core.errors import FerError
 
 from .conftest import SAMPLE
 
@@ -26,8 +27,14 @@ BAD_SETTINGS = [
 
 @pytest.mark.parametrize(("name", "value", "message"), BAD_SETTINGS)
 def test_bad_numbers_are_refused(name, value, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message) as err:
         dataclasses.replace(TrainConfig(), **{name: value}).validated()
+    assert isinstance(err.value, FerError) and isinstance(err.value, ValueError)  # what the CLI and pages catch
+
+
+def test_an_unknown_setting_is_a_config_error_naming_it():
+    with pytest.raises(ConfigError, match="Unknown config key"):
+        TrainConfig.from_dict({"learning_rat": 0.1})
 
 
 @pytest.mark.parametrize(

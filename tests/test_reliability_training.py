@@ -96,28 +96,22 @@ def test_a_truncated_backup_resumes_from_the_previous_one(tmp_path):
 
 
 def test_stop_mid_epoch_discards_that_epoch_and_resume_redoes_all_of_it(tmp_path, monkeypatch):
-    from fer_core import train as train_module
+    from fer_core import callbacks
 
     run_dir = tmp_path / "runs" / "stop"
-    original = train_module._callbacks_module
 
-    def stop_in_epoch_two():
-        RunLogger, *rest = original()
+    class StopsAfterTwoBatches(callbacks.RunLogger):
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.epoch == 2 and batch == 2:  # "Stop" pressed after 2 of 5 batches
+                self.stop_file.write_text("stop requested\n")
 
-        class StopsAfterTwoBatches(RunLogger):
-            def on_train_batch_begin(self, batch, logs=None):
-                if self.epoch == 2 and batch == 2:  # "Stop" pressed after 2 of 5 batches
-                    self.stop_file.write_text("stop requested\n")
-
-        return (StopsAfterTwoBatches, *rest)
-
-    monkeypatch.setattr(train_module, "_callbacks_module", stop_in_epoch_two)
+    monkeypatch.setattr(callbacks, "RunLogger", StopsAfterTwoBatches)
     status = train(TrainConfig(**TINY, epochs=3), run_dir)
     assert status["state"] == "stopped"
     assert epoch_numbers(run_dir) == [1]  # epoch 2 is not recorded as finished
     assert json.loads((run_dir / "backup" / "training_metadata.json").read_text())["epoch"] == 1
 
-    monkeypatch.setattr(train_module, "_callbacks_module", original)
+    monkeypatch.undo()
     assert train(TrainConfig(**TINY, epochs=3), run_dir, resume=True)["state"] == "finished"
     assert epoch_numbers(run_dir) == [1, 2, 3]
     steps = [r for r in runs.metrics_rows(run_dir) if r.get("type") == "progress" and r["epoch"] == 2]

@@ -266,7 +266,8 @@ def test_multiworker_two_processes_on_loopback(tmp_path):
 
 def test_augmentation_shapes_and_ranges():
     tf = pytest.importorskip("tensorflow")
-    from fer_core.train import augment_batch, class_weight_vector
+    from fer_core.augment import augment_batch
+    from fer_core.pipeline import class_weight_vector
 
     cfg = TrainConfig(crop_size=44, erasing=1.0)
     x = tf.constant(np.random.default_rng(0).uniform(0, 255, (8, 48, 48, 1)), tf.float32)
@@ -283,8 +284,9 @@ def test_a_resumed_process_does_not_replay_the_first_epochs_batches():
     pytest.importorskip("tensorflow")
     import keras
 
+    from fer_core.augment import stream_seed
     from fer_core.data import load_dataset
-    from fer_core.train import make_datasets, stream_seed
+    from fer_core.pipeline import make_datasets
 
     cfg = TrainConfig(data=str(SAMPLE), crop_size=44, batch_size=64, erasing=0.5, seed=3)
     ds = load_dataset(SAMPLE)
@@ -359,7 +361,7 @@ def test_keep_epochs_average_and_warm_start(tmp_path):
 def test_distillation_loss_mixes_labels_and_teacher():
     import keras
 
-    from fer_core.train import distillation_loss
+    from fer_core.distill import distillation_loss
 
     labels = np.eye(3, dtype=np.float32)[[0, 2]]
     teacher = np.array([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], np.float32)
@@ -410,8 +412,10 @@ def test_distilled_student_names_its_teacher(tmp_path):
 
 def test_cached_teacher_targets_are_the_teachers_mirror_averaged_probabilities(tmp_path):
     from fer_core.data import load_dataset
+    from fer_core.distill import cached_teacher_targets
     from fer_core.engine import load_engine
-    from fer_core.train import TEACHER_TARGETS, cached_teacher_targets, training_arrays
+    from fer_core.pipeline import training_arrays
+    from fer_core.runs import TEACHER_TARGETS
     from tests.conftest import make_tiny_model
 
     teacher = make_tiny_model(tmp_path / "teacher")

@@ -4,9 +4,9 @@ Each module in `COMMANDS` has ``add_parser(subparsers)``, which registers the co
 options and the function that runs it. Options several commands share (``--model``,
 ``--data``, ``--tta``, ``--json``) are defined once, in `fer_core.cli.common`.
 
-Exit code 0 on success. A user-caused error (`fer_core.errors.FerError`, a ValueError for a
-bad setting, a missing file) prints one line, ``error: <message>``, on stderr and exits
-with 2; anything else is a bug and keeps its traceback.
+Exit code 0 on success. A user-caused error (a `fer_core.errors.FerError`, such as a bad
+setting's `fer_core.config.ConfigError`; a ValueError; a missing file) prints one line,
+``error: <message>``, on stderr and exits with 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

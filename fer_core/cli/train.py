@@ -18,7 +18,15 @@ from fer_core.config import CHOICES, TrainConfig
 from fer_core.errors import UsageError
 from fer_core.jobs import JobError, RunsLock
 from fer_core.jsonio import append_jsonl, read_json_object
-from fer_core.runs import new_run_id, read_metrics, read_status, runs_folder, update_status
+from fer_core.runs import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    new_run_id,
+    read_metrics,
+    read_status,
+    runs_folder,
+    update_status,
+)
 from fer_core.train import check_start_models, train, worker_info
 
 _TRAIN_FLAGS = [f for f in dataclasses.fields(TrainConfig) if f.name != "data"]
@@ -87,10 +95,10 @@ def _resumed(args, overrides: dict) -> tuple[Path, TrainConfig]:
     if not args.run_dir:
         raise UsageError("--resume needs --run-dir (the run folder to continue).")
     run_dir = Path(args.run_dir)
-    if not (run_dir / "config.json").exists():
+    if not (run_dir / CONFIG_FILE).exists():
         raise UsageError(f"{run_dir}: no config.json there; nothing to resume.")
     problems: list[str] = []
-    saved = read_json_object(run_dir / "config.json", problems)
+    saved = read_json_object(run_dir / CONFIG_FILE, problems)
     if problems:
         raise UsageError(f"{run_dir}: {problems[0]} The run cannot be resumed; start a new one.")
     cfg = TrainConfig.from_dict(saved)
@@ -102,7 +110,7 @@ def _resumed(args, overrides: dict) -> tuple[Path, TrainConfig]:
     if "epochs" in overrides and overrides["epochs"] != cfg.epochs:
         done = read_metrics(run_dir)[0]
         append_jsonl(
-            run_dir / "metrics.jsonl",
+            run_dir / METRICS_FILE,
             {
                 "type": "epochs_changed",
                 "after_epoch": done[-1]["epoch"] if done else 0,
@@ -112,5 +120,5 @@ def _resumed(args, overrides: dict) -> tuple[Path, TrainConfig]:
             },
         )
         cfg = dataclasses.replace(cfg, epochs=overrides["epochs"])
-        cfg.save(run_dir / "config.json")
+        cfg.save(run_dir / CONFIG_FILE)
     return run_dir, cfg
