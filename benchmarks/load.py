@@ -77,7 +77,7 @@ def start_server(port: int, model: str | None, workers: int | None) -> subproces
 
 
 def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 180.0) -> dict:
-    import httpx
+    import httpx2 as httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -96,7 +96,7 @@ def wait_ready(proc: subprocess.Popen, base: str, timeout: float = 180.0) -> dic
 
 
 async def run_load(base: str, uploads, concurrency: int, total: int, duration: float, on_half) -> dict:
-    import httpx
+    import httpx2 as httpx
 
     latencies: list[float] = []
     errors: dict[str, int] = {}
