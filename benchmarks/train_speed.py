@@ -14,8 +14,8 @@ is compiled and warmed up untimed, then timed over `--rounds` fit calls of `--ma
 1. Backends and settings (model only: in-memory batches of centre crops, no augmentation):
    TensorFlow with oneDNN off (TensorFlow's own default on CPUs without AVX512-VNNI/BF16/AMX),
    TensorFlow with oneDNN on (what `fer_core` sets on x86), the same with XLA (`jit_compile`),
-   and Keras' torch and jax backends when those packages are installed. Rates are one batch
-   over the median training step.
+   float32 on CPUs that run bfloat16 natively, and Keras' torch and jax backends when those
+   packages are installed. Rates are one batch over the median training step.
 2. Where a step's time goes (project settings): the input pipeline alone, the forward pass,
    forward + backward, and the whole `fit` step (the rest is the optimizer and Keras).
 3. (a) the project's pipeline (`make_datasets`: tf.data, one on-graph warp per batch; the
