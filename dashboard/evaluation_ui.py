@@ -24,7 +24,7 @@ from fer_core.metrics import compare_per_class, normalise_rows, top_k
 
 def model_options(models_dir: str | Path, runs_dir: str | Path) -> dict[str, str]:
     """{label: model path} for every shipped model and every finished or stopped run with a model."""
-    from fer_core.runs import list_runs
+    from fer_core.runs import MODEL_FILE, list_runs
 
     out = {}
     for p in sorted(Path(models_dir).glob("*.keras")):
@@ -34,7 +34,7 @@ def model_options(models_dir: str | Path, runs_dir: str | Path) -> dict[str, str
         if r["has_model"] and r["state"] in ("finished", "stopped"):
             best = r.get("best_val_accuracy")
             acc = f", best val {best:.1%}" if best else ""
-            out[f"run: {r['run']} ({r['state']}{acc})"] = str(Path(r["path"]) / "model.keras")
+            out[f"run: {r['run']} ({r['state']}{acc})"] = str(Path(r["path"]) / MODEL_FILE)
     return out
 
 

@@ -25,12 +25,12 @@ def warm_start_candidates(arch: str, width: int, crop_size: int, models_dir: Pat
     card states the same three settings. Ensembles (several networks in one file) are left out, and
     so are files without a card or whose card does not say, since nothing shows that they fit."""
     from fer_core.card import card_path
-    from fer_core.runs import read_json_object, read_status
+    from fer_core.runs import MODEL_FILE, read_json_object, read_status
 
     files = sorted(Path(models_dir).glob("*.keras"))
     if Path(runs_dir).is_dir():
         runs = sorted((d for d in Path(runs_dir).iterdir() if d.is_dir()), key=lambda d: d.name)
-        files += [d / "model.keras" for d in runs if read_status(d).get("state") == "finished"]
+        files += [d / MODEL_FILE for d in runs if read_status(d).get("state") == "finished"]
     out = {}
     for path in files:
         card = read_json_object(card_path(path)) if path.is_file() else {}
@@ -39,7 +39,7 @@ def warm_start_candidates(arch: str, width: int, crop_size: int, models_dir: Pat
         if card.get("members") or (trained.get("arch"), trained.get("width"), crop) != (arch, width, crop_size):
             continue
         acc = (card.get("metrics") or {}).get("val_accuracy")
-        where = f"run {path.parent.name}" if path.name == "model.keras" else f"{path.parent.name}/{path.name}"
+        where = f"run {path.parent.name}" if path.name == MODEL_FILE else f"{path.parent.name}/{path.name}"
         out[str(path)] = where + (f" (val {acc:.1%})" if isinstance(acc, int | float) else "")
     return out
 

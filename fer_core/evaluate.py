@@ -18,6 +18,7 @@ from fer_core.engine import engine_for, load_engine
 from fer_core.jsonio import write_json_atomic
 from fer_core.metrics import compute_metrics
 from fer_core.preprocess import SUBMODE_VIEWS, TTA_MODES, choose_photo_tta
+from fer_core.runs import EVAL_DIR, MODEL_FILE
 
 
 def evaluate_arrays(
@@ -64,14 +65,14 @@ def eval_dir_for(model_path: str | Path) -> Path:
     """Where a model's stored evaluation lives: ``<run>/eval/`` for a run's model.keras,
     ``models/<name>.eval/`` for a shipped model."""
     model_path = Path(model_path)
-    if model_path.name == "model.keras":
-        return model_path.parent / "eval"
+    if model_path.name == MODEL_FILE:
+        return model_path.parent / EVAL_DIR
     return model_path.with_suffix(".eval")
 
 
 def evaluate_run(run_dir: str | Path, ds, tta: str = "tencrop") -> dict:
     """Evaluate a run's best model on val and test (where present); rewrite its eval/ and card."""
-    return rewrite_evaluation(Path(run_dir) / "model.keras", ds, tta)
+    return rewrite_evaluation(Path(run_dir) / MODEL_FILE, ds, tta)
 
 
 def rewrite_evaluation(model_path: str | Path, ds, tta: str) -> dict:

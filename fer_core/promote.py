@@ -12,7 +12,7 @@ from pathlib import Path
 from fer_core.card import load_card, save_card
 from fer_core.evaluate import rewrite_evaluation
 from fer_core.finalize import average_weights, recalibrate_batchnorm
-from fer_core.runs import kept_epochs, training_history
+from fer_core.runs import MODEL_FILE, kept_epochs, training_history
 
 
 def promote(
@@ -38,7 +38,7 @@ def promote(
         The new card.
     """
     run_dir, dest = Path(run_dir), Path(dest)
-    src = run_dir / "model.keras"
+    src = run_dir / MODEL_FILE
     if not src.exists():
         raise FileNotFoundError(f"{src}: the run has no model yet (no finished epoch).")
     card = load_card(src)

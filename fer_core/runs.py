@@ -20,7 +20,7 @@ Pure file I/O with no TensorFlow, so the dashboard can read runs cheaply. One ru
     model.keras          the best checkpoint on val, with model.json (its model card) (MODEL_FILE)
     teacher_targets.npy  a distilled run's cached teacher probabilities, reused on resume (TEACHER_TARGETS)
     epochs/              epoch_NNN.weights.h5 of the last keep_epochs epochs, for averaging (EPOCHS_DIR)
-    eval/                predictions and metrics on val/test
+    eval/                predictions and metrics on val/test (EVAL_DIR)
     tensorboard/         TensorBoard event files (fer_core.tracking)
     workers/<index>/     status and metrics of each non-chief worker of a multi-worker run (WORKERS_DIR)
 
@@ -53,6 +53,7 @@ LOG_FILE = "train.log"
 STOP_FILE = "STOP"
 BEST_FILE = "best.json"
 MODEL_FILE = "model.keras"
+EVAL_DIR = "eval"
 TEACHER_TARGETS = "teacher_targets.npy"
 WORKERS_DIR = "workers"
 # Where a run keeps per-epoch weights (config keep_epochs): EPOCHS_DIR/epoch_NNN.weights.h5.

@@ -7,6 +7,7 @@ from dashboard import figures, resources
 from dashboard.train_ui import chance_warning, clean_log, config_form, format_eta, progress_summary, runs_rows
 from dashboard.widgets import dataset_ui
 from fer_core import jobs, runs
+from fer_core.card import card_path
 from fer_core.constants import EMOTIONS
 
 st.set_page_config(page_title="Train", layout="wide")
@@ -65,7 +66,7 @@ with tab_runs:
         def live_view():
             status = runs.read_status(run_dir)
             epochs, progress = runs.read_metrics(run_dir)
-            total = runs.read_json_object(run_dir / "config.json").get("epochs")
+            total = runs.read_json_object(run_dir / runs.CONFIG_FILE).get("epochs")
             total = total if isinstance(total, int) else 0
             state = status.get("state", "unknown")
             c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2])
@@ -97,9 +98,9 @@ with tab_runs:
                 )
             if state == "failed":
                 st.error(f"The run failed: {status.get('error') or 'see the log'}")
-                st.code(clean_log(runs.tail(run_dir / "train.log", 60))[0] or "(no log)", language="text")
+                st.code(clean_log(runs.tail(run_dir / runs.LOG_FILE, 60))[0] or "(no log)", language="text")
             warning = chance_warning(
-                epochs, len(runs.read_json_object(run_dir / "model.json").get("labels") or EMOTIONS)
+                epochs, len(runs.read_json_object(card_path(run_dir / runs.MODEL_FILE)).get("labels") or EMOTIONS)
             )
             if warning:
                 st.warning(warning)
@@ -109,10 +110,12 @@ with tab_runs:
             for split, m in ev.items():
                 st.success(f"{split}: accuracy {m['accuracy']:.1%} on {m['n']} faces ({m['tta']} TTA)")
             with st.expander("Log"):
-                log, hidden = clean_log(runs.tail(run_dir / "train.log", 200))
+                log, hidden = clean_log(runs.tail(run_dir / runs.LOG_FILE, 200))
                 st.code("\n".join(log.splitlines()[-40:]) or "(no log yet)", language="text")
                 if hidden:
-                    st.caption(f"{hidden} start-up lines from TensorFlow hidden (they are in {run_dir / 'train.log'}).")
+                    st.caption(
+                        f"{hidden} start-up lines from TensorFlow hidden (they are in {run_dir / runs.LOG_FILE})."
+                    )
 
         live_view()
 
@@ -125,7 +128,7 @@ with tab_compare:
         st.plotly_chart(figures.compare_curves(curves, metric), width="stretch")
         rows = []
         for n in picked:
-            cfg = runs.read_json_object(RUNS_DIR / n / "config.json")
+            cfg = runs.read_json_object(RUNS_DIR / n / runs.CONFIG_FILE)
             best = max((e.get("val_accuracy") or 0 for e in curves[n]), default=None)
             rows.append(
                 {

@@ -9,6 +9,7 @@ from fer_core.card import load_card
 from fer_core.cli.common import REPO, add_data_option, add_tta_option, progress
 from fer_core.data import load_dataset
 from fer_core.promote import promote
+from fer_core.runs import MODEL_FILE
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -38,7 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def cmd_promote(args) -> int:
     """Promote, then print which weights shipped and their val accuracy. Returns the exit code."""
-    cfg = load_card(Path(args.run_dir) / "model.keras")["training"]
+    cfg = load_card(Path(args.run_dir) / MODEL_FILE)["training"]
     ds = load_dataset(args.data or cfg["data"])
     dest = Path(args.out) if args.out else REPO / "models" / f"{args.name}.keras"
     card = promote(
