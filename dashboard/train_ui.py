@@ -134,7 +134,7 @@ def config_form(data_root: str, models_dir: Path, runs_dir: Path) -> TrainConfig
     cfg = cfg.validated()
     from fer_core.train import check_start_models
 
-    check_start_models(cfg)  # a missing or mismatched model: ValueError, shown by the page
+    check_start_models(cfg)  # a missing or mismatched model: ConfigError, shown by the page
     return cfg
 
 

@@ -14,7 +14,7 @@ from fer_core.config import TrainConfig
 from fer_core.constants import IMAGE_SIZE
 
 
-def augment_batch(images, cfg: TrainConfig, training: bool = True):
+def augment_batch(images, cfg: TrainConfig):
     """Random crop + flip + rotation + translation + zoom in one projective warp per image.
 
     Args:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer_core.config import TrainConfig
+from fer_core.config import ConfigError, TrainConfig
 from fer_core.pipeline import training_arrays
 from fer_core.runs import TEACHER_TARGETS
 
@@ -65,19 +65,19 @@ def teacher_origin(cfg: TrainConfig, class_names) -> dict:
 
     src = Path(cfg.teacher)
     if not src.is_file() or not card_path(src).exists():
-        raise ValueError(
+        raise ConfigError(
             f"teacher: {src} is not a model file with its card; pass e.g. --teacher models/fer_resnet.keras."
         )
     card = load_card(src)
     if int(card["input"]["crop_size"]) != cfg.crop_size:
-        raise ValueError(
+        raise ConfigError(
             f"teacher: {src} takes {card['input']['crop_size']}px crops, this run {cfg.crop_size}px; "
             f"give this run crop size {card['input']['crop_size']} to learn from it."
         )
     try:
         label_mapping(class_names, card["labels"])
     except ValueError as exc:
-        raise ValueError(f"teacher: {src}: {exc}") from None
+        raise ConfigError(f"teacher: {src}: {exc}") from None
     metrics = card.get("metrics") or {}
     return {
         "path": str(src),

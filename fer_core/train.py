@@ -23,7 +23,7 @@ from pathlib import Path
 
 from fer_core.augment import stream_seed
 from fer_core.card import card_path
-from fer_core.config import TrainConfig
+from fer_core.config import ConfigError, TrainConfig
 from fer_core.distill import cached_teacher_targets, distillation_loss, label_accuracy, load_teacher, teacher_origin
 from fer_core.hardware import cpu_supports_bf16, training_runtime
 from fer_core.jsonio import now_iso, read_json
@@ -64,7 +64,7 @@ def make_strategy(name: str):
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
-            raise ValueError("strategy=multiworker needs the TF_CONFIG environment variable (cluster and task).")
+            raise ConfigError("strategy=multiworker needs the TF_CONFIG environment variable (cluster and task).")
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
@@ -150,7 +150,7 @@ def initial_weights_origin(cfg: TrainConfig) -> dict:
 
     src = Path(cfg.init_weights)
     if not src.is_file():
-        raise ValueError(
+        raise ConfigError(
             f"init_weights: {src} not found; give a trained network's .keras file (e.g. runs/<run>/model.keras)."
         )
     origin: dict = {"path": str(src)}
@@ -159,7 +159,7 @@ def initial_weights_origin(cfg: TrainConfig) -> dict:
     card = load_card(src)
     trained = card.get("training") or {}
     if card.get("members"):
-        raise ValueError(
+        raise ConfigError(
             f"init_weights: {src} is an ensemble of {len(card['members'])} networks; a warm start needs one network "
             "with this run's architecture (e.g. runs/<run>/model.keras). An ensemble can be a teacher instead."
         )
@@ -167,7 +167,7 @@ def initial_weights_origin(cfg: TrainConfig) -> dict:
     have = {"arch": trained.get("arch"), "width": trained.get("width"), "crop_size": card["input"]["crop_size"]}
     differ = [f"{k} {have[k]} (this run: {v})" for k, v in wanted.items() if have[k] is not None and have[k] != v]
     if differ:
-        raise ValueError(
+        raise ConfigError(
             f"init_weights: {src} has {', '.join(differ)}; give this run the same architecture, width and crop size."
         )
     metrics = card.get("metrics") or {}
@@ -183,7 +183,7 @@ def initial_weights_origin(cfg: TrainConfig) -> dict:
 
 def check_start_models(cfg: TrainConfig) -> None:
     """Check the model files a new run starts from (warm start, teacher) before it launches: a missing
-    or mismatched file is a one-line ValueError. The teacher's labels are matched to the data at start."""
+    or mismatched file is a one-line ConfigError. The teacher's labels are matched to the data at start."""
     if cfg.init_weights:
         initial_weights_origin(cfg)
     if cfg.teacher:
@@ -197,7 +197,7 @@ def load_initial_weights(model, cfg: TrainConfig) -> dict:
         model.load_weights(cfg.init_weights)
     except ValueError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"init_weights: {cfg.init_weights} does not fit this model ({first}).") from exc
+        raise ConfigError(f"init_weights: {cfg.init_weights} does not fit this model ({first}).") from exc
     return origin
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from fer_core import jobs, runs
 from fer_core.config import TrainConfig
+from fer_core.errors import FerError
 
 from .conftest import REPO, SAMPLE
 
@@ -440,6 +441,15 @@ def test_an_ensemble_is_refused_as_a_warm_start_in_plain_words(tmp_path):
     card = json.loads(path.with_suffix(".json").read_text())
     card["members"] = [{"name": "a"}, {"name": "b"}]
     path.with_suffix(".json").write_text(json.dumps(card))
-    with pytest.raises(ValueError, match="is an ensemble of 2 networks; a warm start needs one network") as err:
+    with pytest.raises(FerError, match="is an ensemble of 2 networks; a warm start needs one network") as err:
         initial_weights_origin(TrainConfig(init_weights=str(path), arch="resnet10", width=8))
     assert "--" not in str(err.value)  # the Train page shows it too: no CLI flags
+
+
+def test_missing_start_models_are_errors_the_user_can_fix(tmp_path):
+    """A missing warm start or teacher is a FerError (the CLI and the Train page show it in one line)."""
+    from fer_core.train import check_start_models
+
+    for field in ("init_weights", "teacher"):
+        with pytest.raises(FerError, match=f"^{field}: .*nowhere.keras"):
+            check_start_models(TrainConfig(**{field: str(tmp_path / "nowhere.keras")}))
