@@ -13,10 +13,10 @@ DEFAULTS = TrainConfig()
 NO_WARM_START = ""  # the "Start from model file" choice that means random initial weights
 
 
-def choice(where, label: str, setting: str) -> str:
+def choice(where, label: str, setting: str, help: str | None = None) -> str:
     """A selectbox over the allowed values of a TrainConfig setting (`CHOICES`), at its default."""
     options = CHOICES[setting]
-    return where.selectbox(label, options, index=options.index(getattr(DEFAULTS, setting)))
+    return where.selectbox(label, options, index=options.index(getattr(DEFAULTS, setting)), help=help)
 
 
 def warm_start_candidates(arch: str, width: int, crop_size: int, models_dir: Path, runs_dir: Path) -> dict[str, str]:
@@ -91,18 +91,25 @@ def config_form(data_root: str, models_dir: Path, runs_dir: Path) -> TrainConfig
             help="used instead of the list when filled in; checked against this run's architecture, width "
             "and crop size before the run starts",
         )
-        c1, c2, c3 = st.columns([2, 1, 1])
+        c1, c2, c3, c4 = st.columns([2, 1, 1, 1])
         teacher = c1.text_input(
             "Learn from a model (optional)",
             "",
             placeholder="models/fer_resnet.keras",
-            help="knowledge distillation: the run also learns this model's softened probabilities on every "
-            "augmented batch (any architecture, an ensemble too; same crop size)",
+            help="knowledge distillation: the run also learns this model's softened probabilities "
+            "(any architecture, an ensemble too; same crop size)",
         )
         temperature = c2.number_input(
             "Temperature", 0.5, 20.0, DEFAULTS.distill_temperature, 0.5, help="softens teacher and student"
         )
         alpha = c3.slider("Weight of the teacher", 0.0, 1.0, DEFAULTS.distill_alpha, 0.05, help="1 - it on the labels")
+        targets = choice(
+            c4,
+            "Teacher targets",
+            "distill_targets",
+            help="online: the teacher scores every augmented batch (its forward passes on every step); "
+            "cached: it scores each face once before training (centre crop and mirror), then costs nothing",
+        )
         launched = st.form_submit_button("Launch", type="primary")
     if not launched:
         return None
@@ -129,6 +136,7 @@ def config_form(data_root: str, models_dir: Path, runs_dir: Path) -> TrainConfig
         teacher=teacher.strip(),
         distill_temperature=float(temperature),
         distill_alpha=float(alpha),
+        distill_targets=targets,
     )
     st.session_state["new_run_name"] = run_name.strip() or None
     cfg = cfg.validated()

@@ -228,6 +228,22 @@ def test_new_run_form_offers_every_allowed_value_at_its_default(runs_dir):
         ("Schedule", "schedule"),
         ("Precision", "precision"),
         ("Class weights", "class_weights"),
+        ("Teacher targets", "distill_targets"),
     ]:
         assert tuple(boxes[label].options) == CHOICES[setting], label
         assert boxes[label].value == getattr(defaults, setting), label
+
+
+def test_teacher_settings_from_the_form_reach_the_launched_config(runs_dir, tmp_path, monkeypatch):
+    from fer_core import jobs
+    from tests.conftest import make_tiny_model
+
+    launched = []
+    monkeypatch.setattr(jobs, "launch", lambda cfg, runs, name=None, **kw: launched.append(cfg) or runs / "r")
+    teacher_file = make_tiny_model(tmp_path / "teacher", name="teacher")
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    next(t for t in at.text_input if t.label.startswith("Learn from a model")).input(str(teacher_file))
+    next(s for s in at.selectbox if s.label == "Teacher targets").select("cached")
+    at.button(key="FormSubmitter:new_run-Launch").click().run()
+    assert not at.exception and not at.error
+    assert [(c.teacher, c.distill_targets) for c in launched] == [(str(teacher_file), "cached")]
