@@ -37,6 +37,15 @@ def test_an_unknown_setting_is_a_config_error_naming_it():
         TrainConfig.from_dict({"learning_rat": 0.1})
 
 
+def test_a_distilled_run_saved_before_the_targets_setting_resumes_as_it_was_made():
+    """Runs saved before `distill_targets` existed ran the teacher online; a resume keeps that."""
+    assert TrainConfig().distill_targets == "cached"
+    assert TrainConfig.from_dict({"teacher": "models/t.keras"}).distill_targets == "online"
+    saved = {"teacher": "models/t.keras", "distill_targets": "cached"}
+    assert TrainConfig.from_dict(saved).distill_targets == "cached"
+    assert TrainConfig.from_dict({}).distill_targets == "cached"
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [

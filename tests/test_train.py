@@ -385,7 +385,7 @@ def test_distilled_student_names_its_teacher(tmp_path):
     run_dir = tmp_path / "runs" / "student"
     r = run(
         train_cmd(run_dir, "--epochs", "2", "--max-train-images", "200", "--teacher", str(teacher))
-        + ["--distill-temperature", "3", "--distill-alpha", "0.5"]
+        + ["--distill-temperature", "3", "--distill-alpha", "0.5", "--distill-targets", "online"]
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"distilling from {teacher} (T 3.0, alpha 0.5, online targets)" in r.stdout
@@ -395,12 +395,9 @@ def test_distilled_student_names_its_teacher(tmp_path):
     epochs, _ = runs.read_metrics(run_dir)
     assert [e["epoch"] for e in epochs] == [1, 2] and all(0 <= e["val_accuracy"] <= 1 for e in epochs)
 
-    # Cached targets: the teacher runs once per image, before training; the file is kept for a resume.
+    # Cached targets (the default): the teacher runs once per image, before training; the file is kept for a resume.
     cached_dir = tmp_path / "runs" / "cached"
-    r = run(
-        train_cmd(cached_dir, "--epochs", "1", "--max-train-images", "200", "--teacher", str(teacher))
-        + ["--distill-targets", "cached"]
-    )
+    r = run(train_cmd(cached_dir, "--epochs", "1", "--max-train-images", "200", "--teacher", str(teacher)))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "teacher targets: 200/200 faces" in r.stdout
     assert json.loads((cached_dir / "model.json").read_text())["distilled_from"]["targets"] == "cached"
