@@ -26,6 +26,11 @@ from benchmarks.webcam_browser import CHROMIUM, streamlit_server  # noqa: E402
 PAGES = [("Home", ""), ("Dataset", "Dataset"), ("Train", "Train"), ("Evaluate", "Evaluate"), ("Predict", "Predict")]
 
 
+def shown(path: Path) -> str:
+    """The path as printed: relative to the repository when inside it (--out may be anywhere)."""
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def settle(page, timeout_s: float = 300) -> None:
     """Wait until the app shows content and its 'running' indicator has been gone for a second."""
     page.wait_for_selector('[data-testid="stAppViewContainer"]', timeout=timeout_s * 1000)
@@ -80,7 +85,7 @@ def main(argv=None) -> int:
                     settle(page)
                     page.screenshot(path=str(shot), full_page=True)
                     page.set_viewport_size({"width": 1400, "height": 900})
-                    print(f"{name:<9} settled in {time.perf_counter() - t:5.1f} s -> {shot.relative_to(REPO)}")
+                    print(f"{name:<9} settled in {time.perf_counter() - t:5.1f} s -> {shown(shot)}")
             finally:
                 browser.close()
     return 0
