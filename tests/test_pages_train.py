@@ -243,7 +243,7 @@ def test_teacher_settings_from_the_form_reach_the_launched_config(runs_dir, tmp_
     teacher_file = make_tiny_model(tmp_path / "teacher", name="teacher")
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     next(t for t in at.text_input if t.label.startswith("Learn from a model")).input(str(teacher_file))
-    next(s for s in at.selectbox if s.label == "Teacher targets").select("cached")
+    next(s for s in at.selectbox if s.label == "Teacher targets").select("online")  # not the default
     at.button(key="FormSubmitter:new_run-Launch").click().run()
     assert not at.exception and not at.error
-    assert [(c.teacher, c.distill_targets) for c in launched] == [(str(teacher_file), "cached")]
+    assert [(c.teacher, c.distill_targets) for c in launched] == [(str(teacher_file), "online")]
