@@ -107,8 +107,9 @@ def config_form(data_root: str, models_dir: Path, runs_dir: Path) -> TrainConfig
             c4,
             "Teacher targets",
             "distill_targets",
-            help="online: the teacher scores every augmented batch (its forward passes on every step); "
-            "cached: it scores each face once before training (centre crop and mirror), then costs nothing",
+            help="online: the teacher scores every augmented batch (its forward passes on every step; "
+            "1.7-2x the epoch time, ahead on long runs); cached: it scores each face once before training "
+            "(centre crop and mirror), then costs nothing (ahead on short runs)",
         )
         launched = st.form_submit_button("Launch", type="primary")
     if not launched:
