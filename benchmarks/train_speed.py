@@ -13,14 +13,15 @@ is compiled and warmed up untimed, then timed over `--rounds` fit calls of `--ma
 
 1. Backends and settings (model only: in-memory batches of centre crops, no augmentation):
    TensorFlow with oneDNN off (TensorFlow's own default on CPUs without AVX512-VNNI/BF16/AMX),
-   TensorFlow with oneDNN on (what `fer_core` sets on x86), the same with XLA (`jit_compile`),
-   float32 on CPUs that run bfloat16 natively, and Keras' torch and jax backends when those
-   packages are installed. Rates are one batch over the median training step.
+   TensorFlow with oneDNN on (what `fer_core` sets on x86), the same with Keras' own batch
+   normalization instead of the fused kernel `fer_core.model.BatchNormalization` trains with,
+   the same with XLA (`jit_compile`), float32 on CPUs that run bfloat16 natively, and Keras'
+   torch and jax backends when those packages are installed. Rates are one batch over the median training step.
 2. Where a step's time goes (project settings): the input pipeline alone, the forward pass,
    forward + backward, and the whole `fit` step (the rest is the optimizer and Keras).
 3. (a) the project's pipeline (`make_datasets`: tf.data, one on-graph warp per batch; the
    settings `fer_core` picks for this CPU) against (b) a seed-style baseline as a notebook runs it:
-   TensorFlow's default settings, float32, per-image augmentation in Python in the manner of
+   TensorFlow's default settings, float32, Keras' own layers, per-image augmentation in Python in the manner of
    Keras' old ImageDataGenerator, served by a `keras.utils.PyDataset`. Their ratio, and one
    full FER-2013 epoch projected from (a): training images at (a)'s rate plus the validation
    pass at its measured rate.
@@ -57,6 +58,10 @@ DEFAULT_RUN = Path("/root/fer-runs/fer_resnet18_w24")
 VARIANTS = {
     "tensorflow, oneDNN off": ({"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "0"}, {}),
     "tensorflow, oneDNN on": ({"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "1"}, {}),
+    "tensorflow, oneDNN on, Keras batch norm": (
+        {"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "1"},
+        {"keras_batchnorm": True},
+    ),
     "tensorflow, oneDNN on, XLA": ({"KERAS_BACKEND": "tensorflow", "TF_ENABLE_ONEDNN_OPTS": "1"}, {"jit": True}),
     # Only where the CPU runs bfloat16 natively (elsewhere every variant is float32 already).
     "tensorflow, oneDNN on, float32": (
@@ -182,13 +187,13 @@ def _load(args):
     return cfg, ds, train.images[idx], y
 
 
-def _model(cfg, num_classes: int, steps: int, precision: str, jit: bool = False):
+def _model(cfg, num_classes: int, steps: int, precision: str, jit: bool = False, keras_batchnorm: bool = False):
     import keras
 
     from fer_core.train import build_model
 
     keras.mixed_precision.set_global_policy(precision)
-    model = build_model(cfg, num_classes, steps)
+    model = build_model(cfg, num_classes, steps, fused_batchnorm=not keras_batchnorm)
     if jit:
         model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"], jit_compile=True)
     return model
@@ -238,7 +243,7 @@ def worker_model(args) -> dict:
     steps = len(x) // cfg.batch_size
     precision = resolve_precision(cfg.precision) if keras.backend.backend() == "tensorflow" else "float32"
     precision = args.precision or precision
-    model = _model(cfg, y.shape[1], steps, precision, args.jit)
+    model = _model(cfg, y.shape[1], steps, precision, args.jit, args.keras_batchnorm)
     model.fit(x[: 3 * cfg.batch_size], y[: 3 * cfg.batch_size], batch_size=cfg.batch_size, verbose=0)  # compile
     timer = _step_timer()
     secs = _timed(
@@ -257,7 +262,7 @@ def worker_profile(args) -> dict:
     from fer_core.train import resolve_precision
 
     cfg, ds, faces, y = _load(args)
-    precision = resolve_precision(cfg.precision)
+    precision = args.precision or resolve_precision(cfg.precision)
     train_ds, _, counts = make_datasets(ds, cfg, y.shape[1])
     steps = counts["train"] // cfg.batch_size
     batches = [b for _, b in zip(range(steps), train_ds, strict=False)]
@@ -310,13 +315,13 @@ def worker_pipeline(args) -> dict:
     cfg, ds, faces, y = _load(args)
     steps = len(faces) // cfg.batch_size
     if args.variant == "a":
-        precision = resolve_precision(cfg.precision)
+        precision = args.precision or resolve_precision(cfg.precision)
         train_ds, val_ds, _ = make_datasets(ds, cfg, y.shape[1])
         data = train_ds.repeat()
     else:
         precision = "float32"
         data = make_baseline_dataset(faces, y, cfg, steps, cfg.seed)
-    model = _model(cfg, y.shape[1], steps, precision)
+    model = _model(cfg, y.shape[1], steps, precision, keras_batchnorm=args.variant != "a")
     model.fit(data, epochs=1, steps_per_epoch=3, verbose=0, shuffle=False)  # compile
     timer = _step_timer()
     secs = _timed(
@@ -337,7 +342,14 @@ WORKERS = {"model": worker_model, "profile": worker_profile, "pipeline": worker_
 
 
 def spawn(
-    kind: str, args, env: dict, variant: str = "", jit: bool = False, tf_defaults: bool = False, precision: str = ""
+    kind: str,
+    args,
+    env: dict,
+    variant: str = "",
+    jit: bool = False,
+    tf_defaults: bool = False,
+    precision: str = "",
+    keras_batchnorm: bool = False,
 ) -> dict:
     """Run one worker in a fresh process with `env`; its JSON result (or {"error": ...})."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -347,6 +359,7 @@ def spawn(
         cmd += ["--rounds", str(args.rounds), "--variant", variant] + (["--jit"] if jit else [])
         cmd += ["--tf-defaults"] if tf_defaults else []
         cmd += ["--precision", precision] if precision else []
+        cmd += ["--keras-batchnorm"] if keras_batchnorm else []
         full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
         if tf_defaults:
             full_env.pop("TF_ENABLE_ONEDNN_OPTS", None)
@@ -390,7 +403,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default="", help=argparse.SUPPRESS)
     ap.add_argument("--jit", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--tf-defaults", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--precision", default="", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--precision",
+        default="",
+        choices=["", "float32", "mixed_bfloat16"],
+        help="one precision for every variant but the baseline (default: what fer_core picks for this CPU); "
+        "float32 with ONEDNN_MAX_CPU_ISA=AVX2 approximates an AVX2-only CPU's setting on a newer one",
+    )
+    ap.add_argument("--keras-batchnorm", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.images = (args.images // args.batch_size) * args.batch_size
     if args.images < args.batch_size:
@@ -411,27 +431,40 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  machine   {os.cpu_count()} CPU(s), Python {platform.python_version()}, backends installed: {installed}")
     print(f"  data      {args.data}: {args.images} training images per round, {args.rounds} round(s) per variant")
     print(f"  model     resnet18 width {args.width}, 44x44x1, batch {args.batch_size}, SGD-Nesterov, label smoothing")
+    if args.precision:
+        print(f"  precision {args.precision} for every variant but the baseline (--precision)")
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    if isa:
+        print(f"  oneDNN    kernels limited to {isa} (ONEDNN_MAX_CPU_ISA): not this CPU's own speed")
     results: dict = {"cpu": cpu_summary(), "images": args.images, "width": args.width, "backends": {}}
+    results.update(precision=args.precision or "auto", onednn_max_cpu_isa=isa)
 
     if "backends" not in args.skip:
         print("\n1. Backends and settings (model only, in-memory centre crops; median training step)")
         for name, (env, opts) in VARIANTS.items():
             if env["KERAS_BACKEND"] not in installed:
-                print(f"  {name:<32} not installed")
+                print(f"  {name:<40} not installed")
                 continue
-            if opts.get("bf16_only") and not cpu_supports_bf16():
+            if opts.get("bf16_only") and (args.precision or not cpu_supports_bf16()):
                 continue
             before = load_avg()
-            r = spawn("model", args, env, jit=opts.get("jit", False), precision=opts.get("precision", ""))
+            r = spawn(
+                "model",
+                args,
+                env,
+                jit=opts.get("jit", False),
+                precision=opts.get("precision", "") or args.precision,
+                keras_batchnorm=opts.get("keras_batchnorm", False),
+            )
             results["backends"][name] = r
             if "error" in r:
-                print(f"  {name:<32} failed: {r['error'][:160]}")
+                print(f"  {name:<40} failed: {r['error'][:160]}")
             else:
-                print(f"  {name:<32} {rate(r):7.1f} img/s  ({r['precision']}; load avg {before} -> {load_avg()})")
+                print(f"  {name:<40} {rate(r):7.1f} img/s  ({r['precision']}; load avg {before} -> {load_avg()})")
 
     if "profile" not in args.skip:
         print("\n2. Where a training step's time goes (project settings; per image)")
-        r = spawn("profile", args, {})
+        r = spawn("profile", args, {}, precision=args.precision)
         results["profile"] = r
         if "error" in r:
             print(f"  failed: {r['error'][:200]}")
@@ -442,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if "pipeline" not in args.skip:
         print("\n3. (a) project pipeline and settings vs (b) seed-style baseline under TensorFlow's defaults")
-        a = spawn("pipeline", args, {}, variant="a")
+        a = spawn("pipeline", args, {}, variant="a", precision=args.precision)
         b = spawn("pipeline", args, {}, variant="b", tf_defaults=True)
         results["pipeline"] = {"a": a, "b": b}
         if "error" in a or "error" in b:

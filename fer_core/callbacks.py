@@ -167,10 +167,11 @@ class BestCheckpoint(keras.callbacks.Callback):
         if not self.write:
             return
         from fer_core.card import save_card
+        from fer_core.model import with_keras_layers
 
         tmp = self.run_dir / ".model.tmp.keras"
         try:
-            self.model.save(tmp)
+            with_keras_layers(self.model).save(tmp)
             os.replace(tmp, self.run_dir / MODEL_FILE)
         except BaseException:
             tmp.unlink(missing_ok=True)  # e.g. disk full: no litter, the previous best stays

@@ -20,17 +20,80 @@ from fer_core.constants import NUM_CLASSES
 _DEPTHS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
 
-def basic_block(x, filters: int, stride: int = 1, name: str = "block"):
+class BatchNormalization(layers.BatchNormalization):
+    """Keras' BatchNormalization, with TensorFlow's fused kernel for training steps.
+
+    Keras 3 normalises a training batch with separate mean, variance, scale and shift ops, and
+    differentiates each; TensorFlow's FusedBatchNormV3 does the forward pass and its gradient as
+    one kernel each. On 2-core CPUs that made a ResNet-18 (width 24) training step 1.17-1.20x
+    as fast in float32 and 1.28-1.30x in mixed_bfloat16 (docs/benchmarks.md). It computes in
+    float32, as Keras does (the bfloat16 fused kernel was slower than Keras' ops). Statistics,
+    outputs and gradients equal Keras' to float rounding.
+
+    Inference, other backends and settings the kernel lacks (masks, renorm, synchronized
+    statistics, an axis other than the last) take Keras' own path. The class keeps Keras' name,
+    so weight files interchange with models built from Keras' layer, and `with_keras_layers`
+    turns a model back into Keras' own layers before it is saved, so any Keras loads the file.
+    """
+
+    def _fusable(self, inputs, training, mask) -> bool:
+        return (
+            bool(training)
+            and self.trainable
+            and mask is None
+            and keras.backend.backend() == "tensorflow"
+            and len(inputs.shape) == 4
+            and self.axis in (-1, 3)
+            and self.center
+            and self.scale
+            and not self.renorm
+            and not self.synchronized
+        )
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, training, mask):
+            return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+
+        x = tf.cast(inputs, "float32")
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            x, self.gamma, self.beta, epsilon=self.epsilon, data_format="NHWC", is_training=True
+        )
+        # The kernel returns the unbiased batch variance; Keras' moving variance tracks the biased one.
+        n = tf.cast(tf.size(x) // tf.shape(x)[-1], "float32")
+        variance = variance * (n - 1.0) / tf.maximum(n, 1.0)
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
+        return tf.cast(y, self.compute_dtype)
+
+
+def with_keras_layers(model: keras.Model) -> keras.Model:
+    """`model` itself, or when it has fused `BatchNormalization` layers, a copy with Keras' own
+    layer and the same weights: what training saves, so a model file needs only Keras to load."""
+    if not any(type(layer) is BatchNormalization for layer in model.layers):
+        return model
+    # Rebuilt from the functional config (not keras.models.clone_model, which would also
+    # recompile the copy with the training loss, e.g. distillation's closure).
+    config = model.get_config()
+    for entry in config["layers"]:
+        if entry.get("module") == BatchNormalization.__module__ and entry["class_name"] == "BatchNormalization":
+            entry.update(module="keras.layers", registered_name=None)
+    copy = keras.Model.from_config(config)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def basic_block(x, filters: int, stride: int = 1, name: str = "block", norm=layers.BatchNormalization):
     """A ResNet v1 basic block: two 3x3 convs, projection shortcut when the shape changes."""
     shortcut = x
     if stride != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=name + "_0_conv")(x)
-        shortcut = layers.BatchNormalization(name=name + "_0_bn")(shortcut)
+        shortcut = norm(name=name + "_0_bn")(shortcut)
     x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=name + "_1_conv")(x)
-    x = layers.BatchNormalization(name=name + "_1_bn")(x)
+    x = norm(name=name + "_1_bn")(x)
     x = layers.Activation("relu", name=name + "_1_relu")(x)
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name + "_2_conv")(x)
-    x = layers.BatchNormalization(name=name + "_2_bn")(x)
+    x = norm(name=name + "_2_bn")(x)
     x = layers.Add(name=name + "_add")([shortcut, x])
     return layers.Activation("relu", name=name + "_out")(x)
 
@@ -52,6 +115,7 @@ def ResNet(
     num_classes: int = NUM_CLASSES,
     dropout: float = 0.2,
     name: str | None = None,
+    fused_batchnorm: bool = False,
 ) -> keras.Model:
     """A CIFAR-style ResNet (3x3 stride-1 stem, four stages) for small faces.
 
@@ -62,6 +126,8 @@ def ResNet(
         num_classes: size of the softmax output.
         dropout: dropout rate before the classifier.
         name: model name (default ``resnet{depth}_w{width}``).
+        fused_batchnorm: use `BatchNormalization` (TensorFlow's fused kernel in training
+            steps, what training builds) instead of Keras' own layer.
 
     Returns:
         An uncompiled `keras.Model` whose output is float32 softmax probabilities.
@@ -73,13 +139,14 @@ def ResNet(
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="conv1_conv")(x)
-    x = layers.BatchNormalization(name="conv1_bn")(x)
+    norm = BatchNormalization if fused_batchnorm else layers.BatchNormalization
+    x = norm(name="conv1_bn")(x)
     x = layers.Activation("relu", name="conv1_relu")(x)
     for stage, blocks in enumerate(_DEPTHS[depth]):
         filters = width * 2**stage
         for b in range(blocks):
             stride = 2 if (b == 0 and stage > 0) else 1
-            x = basic_block(x, filters, stride, name=f"conv{stage + 2}_block{b + 1}")
+            x = basic_block(x, filters, stride, name=f"conv{stage + 2}_block{b + 1}", norm=norm)
     return keras.Model(inputs, classifier_head(x, num_classes, dropout), name=name or f"resnet{depth}_w{width}")
 
 
@@ -134,7 +201,8 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
     "resnet10": lambda **kw: ResNet(depth=10, **kw),
     "resnet18": lambda **kw: ResNet(depth=18, **kw),
     "resnet34": lambda **kw: ResNet(depth=34, **kw),
-    "resnet50_transfer": lambda width=None, **kw: ResNet50Transfer(**kw),
+    # Keras' own ResNet50 keeps Keras' BatchNormalization.
+    "resnet50_transfer": lambda width=None, fused_batchnorm=False, **kw: ResNet50Transfer(**kw),
 }
 
 

@@ -90,3 +90,61 @@ def test_config_round_trip(tmp_path):
         TrainConfig(optimizer="rmsprop").validated()
     with pytest.raises(ValueError, match=r"Unknown config key\(s\): colour"):
         TrainConfig.from_dict({"colour": 1})
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_fused_batchnorm_matches_keras_in_training_and_inference(policy):
+    from fer_core.model import BatchNormalization
+
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        rng = np.random.default_rng(0)
+        # A small batch and momentum, so that a biased/unbiased variance mix-up shows (100 values a channel).
+        x = tf.constant(rng.normal(1.0, 3.0, (4, 5, 5, 6)).astype("float32"))
+        ours, theirs = BatchNormalization(momentum=0.5), keras.layers.BatchNormalization(momentum=0.5)
+        for layer in (ours, theirs):
+            layer.build(x.shape)
+        for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+            getattr(theirs, name).assign(getattr(ours, name) + rng.random(6).astype("float32"))
+            getattr(ours, name).assign(getattr(theirs, name))
+        w = tf.constant(rng.normal(0.0, 1.0, x.shape).astype("float32"))  # a loss with non-trivial gradients
+        results, dtypes = [], []
+        for layer in (ours, theirs):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+                loss = tf.reduce_sum(tf.cast(y, "float32") * w + tf.cast(y, "float32") ** 3)
+            grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+            stats = [layer.moving_mean.numpy(), layer.moving_variance.numpy()]
+            dtypes.append(y.dtype)
+            results.append([y.numpy().astype("float32"), *[g.numpy() for g in grads], *stats, layer(x).numpy()])
+        tol = 1e-4 if policy == "float32" else 2e-2  # bfloat16 keeps 8 bits of mantissa
+        for a, b in zip(*results, strict=True):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+        assert dtypes[0] == dtypes[1] == keras.mixed_precision.global_policy().compute_dtype
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_trained_models_are_saved_with_keras_own_layers(tmp_path):
+    from fer_core.model import BatchNormalization, with_keras_layers
+
+    model = create_model("resnet10", width=8, input_shape=(44, 44, 1), fused_batchnorm=True)
+    assert sum(type(layer) is BatchNormalization for layer in model.layers) == 12  # stem, 2 per block, 3 shortcuts
+    x = np.random.default_rng(1).integers(0, 256, (4, 44, 44, 1)).astype("float32")
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    model.fit(x, np.eye(7, dtype="float32")[[0, 1, 2, 3]], verbose=0)  # moves the moving statistics
+    plain = with_keras_layers(model)
+    assert not any(type(layer) is BatchNormalization for layer in plain.layers)
+    assert with_keras_layers(plain) is plain
+    np.testing.assert_allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    # Weight files interchange both ways: the layer keeps Keras' class name.
+    model.save_weights(tmp_path / "fused.weights.h5")
+    other = create_model("resnet10", width=8, input_shape=(44, 44, 1))
+    other.load_weights(tmp_path / "fused.weights.h5")
+    np.testing.assert_allclose(other.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    plain.save(tmp_path / "m.keras")
+    import zipfile
+
+    config = zipfile.ZipFile(tmp_path / "m.keras").read("config.json").decode()
+    assert "fer_core" not in config and '"BatchNormalization"' in config
