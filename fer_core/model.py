@@ -25,10 +25,11 @@ class BatchNormalization(layers.BatchNormalization):
 
     Keras 3 normalises a training batch with separate mean, variance, scale and shift ops, and
     differentiates each; TensorFlow's FusedBatchNormV3 does the forward pass and its gradient as
-    one kernel each. On 2-core CPUs that made a ResNet-18 (width 24) training step 1.17-1.20x
-    as fast in float32 and 1.28-1.30x in mixed_bfloat16 (docs/benchmarks.md). It computes in
-    float32, as Keras does (the bfloat16 fused kernel was slower than Keras' ops). Statistics,
-    outputs and gradients equal Keras' to float rounding.
+    one kernel each. On a 2-core CPU that made a ResNet-18 (width 24) training step 1.29x as
+    fast in mixed_bfloat16 (AMX) and 1.20x in float32 with oneDNN's AVX2 kernels
+    (docs/benchmarks.md, "Fused batch normalization"). It computes in float32, as Keras does
+    (the bfloat16 fused kernel was slower than Keras' ops). Statistics, outputs and gradients
+    equal Keras' to float rounding.
 
     Inference, other backends and settings the kernel lacks (masks, renorm, synchronized
     statistics, an axis other than the last) take Keras' own path. The class keeps Keras' name,
