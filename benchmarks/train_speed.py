@@ -16,13 +16,14 @@ is compiled and warmed up untimed, then timed over `--rounds` fit calls of `--ma
    TensorFlow with oneDNN on (what `fer_core` sets on x86), the same with Keras' own batch
    normalization instead of the fused kernel `fer_core.model.BatchNormalization` trains with,
    the same with XLA (`jit_compile`), float32 on CPUs that run bfloat16 natively, and Keras'
-   torch and jax backends when those packages are installed. Rates are one batch over the median training step.
+   torch and jax backends when those packages are installed. Rates are one batch over the
+   median training step.
 2. Where a step's time goes (project settings): the input pipeline alone, the forward pass,
    forward + backward, and the whole `fit` step (the rest is the optimizer and Keras).
 3. (a) the project's pipeline (`make_datasets`: tf.data, one on-graph warp per batch; the
    settings `fer_core` picks for this CPU) against (b) a seed-style baseline as a notebook runs it:
-   TensorFlow's default settings, float32, Keras' own layers, per-image augmentation in Python in the manner of
-   Keras' old ImageDataGenerator, served by a `keras.utils.PyDataset`. Their ratio, and one
+   TensorFlow's default settings, float32, Keras' own layers, per-image augmentation in Python
+   in the manner of Keras' old ImageDataGenerator, served by a `keras.utils.PyDataset`. Their ratio, and one
    full FER-2013 epoch projected from (a): training images at (a)'s rate plus the validation
    pass at its measured rate.
 

@@ -75,13 +75,11 @@ def configure_tensorflow() -> None:
 
 
 def training_runtime() -> dict:
-    """What a run trained on, for its config and card: backend, oneDNN setting, batch-norm
-    kernel (`fer_core.model.BatchNormalization` fuses it on TensorFlow) and CPU."""
+    """What a run trained on, for its config and card: backend, oneDNN setting and CPU."""
     import keras
 
     return {
         "backend": keras.backend.backend(),
-        "batchnorm": "fused" if keras.backend.backend() == "tensorflow" else "keras",
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "TensorFlow's default for this CPU"),
         "cpu": cpu_summary(),
     }

@@ -68,6 +68,12 @@ class BatchNormalization(layers.BatchNormalization):
         return tf.cast(y, self.compute_dtype)
 
 
+def batchnorm_kernel(model: keras.Model) -> str:
+    """ "fused" when `model`'s training steps use `BatchNormalization`'s fused kernel, else "keras"."""
+    fused = any(type(layer) is BatchNormalization for layer in model.layers)
+    return "fused" if fused and keras.backend.backend() == "tensorflow" else "keras"
+
+
 def with_keras_layers(model: keras.Model) -> keras.Model:
     """`model` itself, or when it has fused `BatchNormalization` layers, a copy with Keras' own
     layer and the same weights: what training saves, so a model file needs only Keras to load."""

@@ -298,6 +298,9 @@ def _train(cfg: TrainConfig, run_dir: Path, *, write: bool) -> dict:
 
     model = _compiled_model(cfg, num_classes, steps, strategy)
     origins = {"init_from": _warm_start(model, cfg, run_dir), "distilled_from": distilled_from}
+    from fer_core.model import batchnorm_kernel
+
+    runtime = {**runtime, "batchnorm": batchnorm_kernel(model)}
     card_fn = _card_maker(cfg, run_dir, ds, model, {"precision_resolved": precision, "runtime": runtime}, origins)
     logger, callbacks = _callbacks(cfg, run_dir, steps, counts["train"], write, card_fn, val_ds is not None)
 
@@ -327,7 +330,7 @@ def _set_up_hardware(cfg: TrainConfig) -> tuple[str, object, dict]:
     runtime = training_runtime()
     print(f"{runtime['backend']} (oneDNN {runtime['onednn']}) on {runtime['cpu']}", flush=True)
     print(
-        f"precision {precision}, batch norm {runtime['batchnorm']}, strategy {type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s))",
+        f"precision {precision}, strategy {type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s))",
         flush=True,
     )
     return precision, strategy, runtime
@@ -353,11 +356,13 @@ def _compiled_model(cfg: TrainConfig, num_classes: int, steps_per_epoch: int, st
     """`build_model` inside the strategy's scope, made fit for multi-worker training when needed."""
     import tensorflow as tf
 
+    from fer_core.model import batchnorm_kernel
+
     with strategy.scope():
         model = build_model(cfg, num_classes, steps_per_epoch)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         _patch_keras_for_multiworker(model)
-    print(f"model {model.name}: {model.count_params():,} parameters", flush=True)
+    print(f"model {model.name}: {model.count_params():,} parameters, batch norm {batchnorm_kernel(model)}", flush=True)
     return model
 
 

@@ -127,7 +127,7 @@ def test_fused_batchnorm_matches_keras_in_training_and_inference(policy):
 
 
 def test_trained_models_are_saved_with_keras_own_layers(tmp_path):
-    from fer_core.model import BatchNormalization, with_keras_layers
+    from fer_core.model import BatchNormalization, batchnorm_kernel, with_keras_layers
 
     model = create_model("resnet10", width=8, input_shape=(44, 44, 1), fused_batchnorm=True)
     assert sum(type(layer) is BatchNormalization for layer in model.layers) == 12  # stem, 2 per block, 3 shortcuts
@@ -137,6 +137,7 @@ def test_trained_models_are_saved_with_keras_own_layers(tmp_path):
     plain = with_keras_layers(model)
     assert not any(type(layer) is BatchNormalization for layer in plain.layers)
     assert with_keras_layers(plain) is plain
+    assert (batchnorm_kernel(model), batchnorm_kernel(plain)) == ("fused", "keras")  # what the card records
     np.testing.assert_allclose(plain.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
     # Weight files interchange both ways: the layer keeps Keras' class name.
     model.save_weights(tmp_path / "fused.weights.h5")
