@@ -19,7 +19,9 @@ is compiled and warmed up untimed, then timed over `--rounds` fit calls of `--ma
    torch and jax backends when those packages are installed. Rates are one batch over the
    median training step.
 2. Where a step's time goes (project settings): the input pipeline alone, the forward pass,
-   forward + backward, and the whole `fit` step (the rest is the optimizer and Keras).
+   forward + backward, the same with batch normalization and ReLU made identities (what is
+   left is the convolutions, adds and head), and the whole `fit` step (the rest is the
+   optimizer and Keras); then the step's floating-point operations per image and rate.
 3. (a) the project's pipeline (`make_datasets`: tf.data, one on-graph warp per batch; the
    settings `fer_core` picks for this CPU) against (b) a seed-style baseline as a notebook runs it:
    TensorFlow's default settings, float32, Keras' own layers, per-image augmentation in Python
@@ -254,6 +256,34 @@ def worker_model(args) -> dict:
     return {"seconds": secs, "images": len(x), "precision": precision, "steps": timer.seconds, "batch": cfg.batch_size}
 
 
+def training_flops(model) -> float:
+    """About the floating-point operations of one training image: the multiply-adds of the
+    convolutions and dense layers, twice for the forward pass and four times for the backward."""
+    macs = 0
+    for layer in model.layers:
+        if type(layer).__name__ == "Conv2D":
+            macs += np.prod(layer.output.shape[1:]) * np.prod(layer.kernel.shape[:3])
+        elif type(layer).__name__ == "Dense":
+            macs += np.prod(layer.kernel.shape)
+    return 6.0 * float(macs)
+
+
+def _convolutions_only(model):
+    """A copy of `model` whose batch normalizations and ReLUs are identities: what the step
+    would cost if those ops were free (convolutions, adds, pooling, the head)."""
+    import keras
+
+    config = model.get_config()
+    for entry in config["layers"]:
+        c = entry["config"]
+        if entry["class_name"] == "BatchNormalization" or c.get("activation") == "relu":
+            entry.update(class_name="Identity", module="keras.layers", registered_name=None)
+            entry["config"] = {"name": c["name"], "dtype": c["dtype"], "trainable": True}
+            for node in entry["inbound_nodes"]:  # Identity takes no mask or training argument
+                node["kwargs"] = {}
+    return keras.Model.from_config(config)
+
+
 def worker_profile(args) -> dict:
     """Where a training step's time goes, under the project's settings."""
     import keras
@@ -274,18 +304,25 @@ def worker_profile(args) -> dict:
     def forward(xb):
         return model(xb, training=True)
 
-    @tf.function
-    def forward_backward(xb, yb):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(yb, model(xb, training=True))
-        return tape.gradient(loss, model.trainable_variables)
+    convs = _convolutions_only(model)
+
+    def gradients(net):
+        @tf.function
+        def forward_backward(xb, yb):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(yb, net(xb, training=True))
+            return tape.gradient(loss, net.trainable_variables)
+
+        return forward_backward
+
+    forward_backward = gradients(model)
 
     def run_pipeline():
         for _ in zip(range(steps), train_ds, strict=False):
             pass
 
-    def run(fn):
-        return lambda: [fn(*b[:2]) if fn is forward_backward else fn(b[0]) for b in batches]
+    def run(fn, labels: bool = False):
+        return lambda: [fn(*b[:2]) if labels else fn(b[0]) for b in batches]
 
     x_all = np.concatenate([b[0].numpy() for b in batches])
     y_all = np.concatenate([b[1].numpy() for b in batches])
@@ -293,7 +330,8 @@ def worker_profile(args) -> dict:
     parts = {
         "input pipeline alone": run_pipeline,
         "forward": run(forward),
-        "forward + backward": run(forward_backward),
+        "forward + backward": run(forward_backward, labels=True),
+        "  same, no batch norm or ReLU": run(gradients(convs), labels=True),
         "fit (+ optimizer, Keras)": lambda: model.fit(
             x_all, y_all, batch_size=cfg.batch_size, epochs=1, verbose=0, shuffle=False, callbacks=[timer]
         ),
@@ -305,7 +343,7 @@ def worker_profile(args) -> dict:
         out[name] = _timed(fn, args.rounds)
     # fit: the median step times the steps (see _step_timer), like the other parts' whole loops.
     out["fit (+ optimizer, Keras)"] = [float(np.median(timer.seconds)) * len(batches)] * args.rounds
-    return {"seconds": out, "images": len(x_all), "precision": precision}
+    return {"seconds": out, "images": len(x_all), "precision": precision, "flops": training_flops(model)}
 
 
 def worker_pipeline(args) -> dict:
@@ -473,6 +511,11 @@ def main(argv: list[str] | None = None) -> int:
             for part, secs in r["seconds"].items():
                 ms = 1000 * sum(secs) / (len(secs) * r["images"])
                 print(f"  {part:<32} {ms:6.2f} ms/image  ({r['images'] / (sum(secs) / len(secs)):7.1f} img/s)")
+            secs = r["seconds"]["forward + backward"]
+            gflops = r["flops"] * r["images"] / (sum(secs) / len(secs)) / 1e9
+            print(
+                f"  compute   {r['flops'] / 1e9:.2f} GFLOP per training image; forward + backward ran at {gflops:.0f} GFLOP/s"
+            )
 
     if "pipeline" not in args.skip:
         print("\n3. (a) project pipeline and settings vs (b) seed-style baseline under TensorFlow's defaults")
