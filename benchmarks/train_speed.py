@@ -16,8 +16,8 @@ is compiled and warmed up untimed, then timed over `--rounds` fit calls of `--ma
    TensorFlow with oneDNN on (what `fer_core` sets on x86), the same with Keras' own batch
    normalization instead of the fused kernel `fer_core.model.BatchNormalization` trains with,
    the same with XLA (`jit_compile`), float32 on CPUs that run bfloat16 natively, and Keras'
-   torch and jax backends when those packages are installed. Rates are one batch over the
-   median training step.
+   torch and jax backends when those packages are installed (at the precision `auto` picks for
+   the CPU, as TensorFlow's line). Rates are one batch over the median training step.
 2. Where a step's time goes (project settings): the input pipeline alone, the forward pass,
    forward + backward, the same with batch normalization and ReLU made identities (what is
    left is the convolutions, adds and head), and the whole `fit` step (the rest is the
@@ -238,13 +238,17 @@ def worker_model(args) -> dict:
     """Model-only rate: fit on in-memory centre crops."""
     import keras
 
+    from fer_core.hardware import cpu_supports_bf16
     from fer_core.preprocess import tta_views
     from fer_core.train import resolve_precision
 
     cfg, ds, faces, y = _load(args)
     x = tta_views(faces, cfg.crop_size, "none")[0]
     steps = len(x) // cfg.batch_size
-    precision = resolve_precision(cfg.precision) if keras.backend.backend() == "tensorflow" else "float32"
+    if keras.backend.backend() == "tensorflow":
+        precision = resolve_precision(cfg.precision)
+    else:  # the same choice as "auto", without loading TensorFlow into the other backend's process
+        precision = "mixed_bfloat16" if cpu_supports_bf16() else "float32"
     precision = args.precision or precision
     model = _model(cfg, y.shape[1], steps, precision, args.jit, args.keras_batchnorm)
     model.fit(x[: 3 * cfg.batch_size], y[: 3 * cfg.batch_size], batch_size=cfg.batch_size, verbose=0)  # compile
