@@ -280,7 +280,8 @@ def _convolutions_only(model):
     config = model.get_config()
     for entry in config["layers"]:
         c = entry["config"]
-        if entry["class_name"] == "BatchNormalization" or c.get("activation") == "relu":
+        relu = entry["class_name"] == "Activation" and c["activation"] == "relu"  # not a Conv2D's own
+        if entry["class_name"] == "BatchNormalization" or relu:
             entry.update(class_name="Identity", module="keras.layers", registered_name=None)
             entry["config"] = {"name": c["name"], "dtype": c["dtype"], "trainable": True}
             for node in entry["inbound_nodes"]:  # Identity takes no mask or training argument

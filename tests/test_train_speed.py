@@ -37,3 +37,12 @@ def test_convolutions_only_drops_batch_norm_and_relu_but_keeps_the_convolutions(
 
     x = np.random.default_rng(0).uniform(0, 255, (2, 44, 44, 1)).astype("float32")
     assert tuple(convs(x, training=True).shape) == (2, 7)
+
+
+def test_convolutions_only_keeps_a_convolution_with_its_own_relu():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.Activation("relu")(x)
+    outputs = keras.layers.Dense(2)(keras.layers.Flatten()(x))
+    kinds = [type(layer).__name__ for layer in _convolutions_only(keras.Model(inputs, outputs)).layers]
+    assert kinds == ["InputLayer", "Conv2D", "Identity", "Flatten", "Dense"]
